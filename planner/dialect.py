@@ -1,0 +1,148 @@
+"""The sqlvec SQL dialect: PostgreSQL plus pgvector's operators, and its translation to DuckDB.
+
+Only the differences from sqlglot's Postgres dialect live here (STYLE.md: a dialect adds only its
+differences). pgvector's distance operators become one expression class each:
+
+    a <-> b   L2Distance             (pgvector: vector_l2_ops)
+    a <#> b   NegativeInnerProduct   (vector_ip_ops; the *negative* inner product)
+    a <=> b   CosineDistance         (vector_cosine_ops)
+    a <+> b   L1Distance             (vector_l1_ops)
+
+sqlglot's tokenizer has a fixed set of token types, so ``<#>`` and ``<+>`` reuse two token types
+that the Postgres grammar never produces; ``<=>`` (MySQL's null-safe equality, absent from
+PostgreSQL) is taken over for cosine distance.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.dialects.postgres import Postgres
+from sqlglot.generators.duckdb import DuckDBGenerator
+from sqlglot.generators.postgres import PostgresGenerator
+from sqlglot.parsers.postgres import PostgresParser
+from sqlglot.tokens import TokenType
+
+_INNER_PRODUCT_TOKEN = TokenType.DCOLONDOLLAR
+_L1_TOKEN = TokenType.DCOLONPERCENT
+
+
+class VectorDistance(exp.Expression, exp.Binary):
+    """``this <op> expression``: a pgvector distance. ``metric`` names it in plans and indexes."""
+
+    metric: ClassVar[str] = ""
+    operator: ClassVar[str] = ""
+    duckdb_macro: ClassVar[str] = ""
+
+
+class L2Distance(VectorDistance):
+    metric = "l2"
+    operator = "<->"
+    duckdb_macro = "l2_distance"
+
+
+class NegativeInnerProduct(VectorDistance):
+    metric = "ip"
+    operator = "<#>"
+    duckdb_macro = "negative_inner_product"
+
+
+class CosineDistance(VectorDistance):
+    metric = "cosine"
+    operator = "<=>"
+    duckdb_macro = "cosine_distance"
+
+
+class L1Distance(VectorDistance):
+    metric = "l1"
+    operator = "<+>"
+    duckdb_macro = "l1_distance"
+
+
+DISTANCE_OPERATORS: dict[str, type[VectorDistance]] = {
+    c.operator: c for c in (L2Distance, NegativeInnerProduct, CosineDistance, L1Distance)
+}
+DISTANCE_FUNCTIONS: dict[str, str] = {
+    "l2_distance": "l2",
+    "cosine_distance": "cosine",
+    "l1_distance": "l1",
+}
+
+
+class SqlVecParser(PostgresParser):
+    EQUALITY = {k: v for k, v in PostgresParser.EQUALITY.items() if k != TokenType.NULLSAFE_EQ}
+    FACTOR = {
+        **PostgresParser.FACTOR,
+        TokenType.LR_ARROW: L2Distance,
+        TokenType.NULLSAFE_EQ: CosineDistance,
+        _INNER_PRODUCT_TOKEN: NegativeInnerProduct,
+        _L1_TOKEN: L1Distance,
+    }
+
+
+class SqlVecGenerator(PostgresGenerator):
+    TRANSFORMS = {
+        **PostgresGenerator.TRANSFORMS,
+        **{cls: (lambda op: lambda self, e: self.binary(e, op))(op) for op, cls in DISTANCE_OPERATORS.items()},
+    }
+
+
+class SqlVec(Postgres):
+    class Tokenizer(Postgres.Tokenizer):
+        KEYWORDS = {
+            **Postgres.Tokenizer.KEYWORDS,
+            "<=>": TokenType.NULLSAFE_EQ,
+            "<#>": _INNER_PRODUCT_TOKEN,
+            "<+>": _L1_TOKEN,
+        }
+
+    Parser = SqlVecParser
+    Generator = SqlVecGenerator
+
+
+def _duckdb_vector_type(self: DuckDBGenerator, e: exp.DataType) -> str:
+    dim = e.expressions[0].this.name if e.expressions else ""
+    return f"FLOAT[{dim}]"
+
+
+class SqlVecDuckDBGenerator(DuckDBGenerator):
+    """DuckDB SQL for what runs on the relational path: distances call macros (see duckdb_macros)."""
+
+    TRANSFORMS = {
+        **DuckDBGenerator.TRANSFORMS,
+        **{
+            cls: (lambda m: lambda self, e: self.func(m, e.this, e.expression))(cls.duckdb_macro)
+            for cls in DISTANCE_OPERATORS.values()
+        },
+    }
+
+    def datatype_sql(self, expression: exp.DataType) -> str:
+        if expression.this == exp.DType.VECTOR:
+            return _duckdb_vector_type(self, expression)
+        return super().datatype_sql(expression)
+
+
+class SqlVecDuckDB(DuckDB):
+    Generator = SqlVecDuckDBGenerator
+
+
+# DuckDB macros giving pgvector's functions their PostgreSQL meaning over DuckDB lists and arrays.
+# Distances are computed in double precision and returned as double, as pgvector returns float8.
+DUCKDB_MACROS: tuple[str, ...] = (
+    "CREATE OR REPLACE MACRO sqlvec_vec(a) AS CAST(a AS DOUBLE[])",
+    "CREATE OR REPLACE MACRO l2_distance(a, b) AS list_distance(sqlvec_vec(a), sqlvec_vec(b))",
+    "CREATE OR REPLACE MACRO negative_inner_product(a, b) AS "
+    "list_negative_inner_product(sqlvec_vec(a), sqlvec_vec(b))",
+    "CREATE OR REPLACE MACRO inner_product(a, b) AS list_inner_product(sqlvec_vec(a), sqlvec_vec(b))",
+    "CREATE OR REPLACE MACRO cosine_distance(a, b) AS list_cosine_distance(sqlvec_vec(a), sqlvec_vec(b))",
+    "CREATE OR REPLACE MACRO l1_distance(a, b) AS CASE WHEN len(sqlvec_vec(a)) <> len(sqlvec_vec(b)) "
+    "THEN error('different vector dimensions ' || len(sqlvec_vec(a)) || ' and ' || len(sqlvec_vec(b))) "
+    "ELSE list_sum(list_transform(list_zip(sqlvec_vec(a), sqlvec_vec(b)), lambda x: abs(x[1] - x[2]))) END",
+    "CREATE OR REPLACE MACRO vector_dims(a) AS CAST(len(sqlvec_vec(a)) AS INTEGER)",
+    "CREATE OR REPLACE MACRO vector_norm(a) AS sqrt(list_sum(list_transform(sqlvec_vec(a), lambda x: x * x)))",
+    "CREATE OR REPLACE MACRO l2_norm(a) AS vector_norm(a)",
+    "CREATE OR REPLACE MACRO l2_normalize(a) AS CASE WHEN vector_norm(a) = 0 THEN CAST(a AS FLOAT[]) "
+    "ELSE CAST(list_transform(sqlvec_vec(a), lambda x: x / vector_norm(a)) AS FLOAT[]) END",
+)

@@ -1,0 +1,157 @@
+"""Text -> statements, with PostgreSQL's syntax-error reporting (42601 with a position).
+
+A query string is split into statements on the tokenizer's semicolons (so quotes, comments and
+dollar quoting are respected). Session-control statements whose grammar sqlglot does not model
+(BEGIN variants, SHOW, RESET, SET TIME ZONE, CREATE EXTENSION, ...) are recognised here as
+:class:`Utility` statements; everything else is parsed by sqlglot with the sqlvec dialect.
+PostgreSQL parses the whole string before running any of it, and so does this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
+
+from planner.dialect import SqlVec
+from planner.errors import SqlError
+
+# sqlglot logs a warning whenever it falls back to exp.Command; the planner reports those itself.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+_DIALECT = SqlVec()
+
+
+@dataclass(frozen=True)
+class Utility:
+    """A session-control statement: ``kind`` plus its parsed arguments."""
+
+    kind: str  # begin, commit, rollback, set, reset, show, create_extension, drop_extension
+    args: dict = field(default_factory=dict)
+
+
+@dataclass
+class Statement:
+    """One statement of a query string: its own text, where it starts, and its parse."""
+
+    text: str
+    offset: int  # 0-based offset of ``text`` in the whole query string
+    ast: exp.Expr | None = None
+    utility: Utility | None = None
+
+
+_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_NAME = rf"{_IDENT}(?:\.{_IDENT})*"
+_VALUE = r"(?:'(?:[^']|'')*'|[^\s,']+)"
+
+_UTILITY_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(p, re.IGNORECASE | re.DOTALL))
+    for kind, p in (
+        ("begin", r"^(?:BEGIN|START\s+TRANSACTION)(?:\s+(?:WORK|TRANSACTION))?(?P<modes>\s.*)?$"),
+        ("commit", r"^(?:COMMIT|END)(?:\s+(?:WORK|TRANSACTION))?(?:\s+AND\s+NO\s+CHAIN)?$"),
+        ("rollback", r"^(?:ROLLBACK|ABORT)(?:\s+(?:WORK|TRANSACTION))?(?:\s+AND\s+NO\s+CHAIN)?$"),
+        ("show", rf"^SHOW\s+(?P<name>ALL|{_NAME}|TIME\s+ZONE|TRANSACTION\s+ISOLATION\s+LEVEL)$"),
+        ("reset", rf"^RESET\s+(?P<name>ALL|{_NAME}|TIME\s+ZONE)$"),
+        ("set_time_zone", rf"^SET\s+(?:(?P<scope>SESSION|LOCAL)\s+)?TIME\s+ZONE\s+(?P<value>{_VALUE})$"),
+        ("set_transaction", r"^SET\s+(?:SESSION\s+CHARACTERISTICS\s+AS\s+)?TRANSACTION\s+(?P<modes>.*)$"),
+        ("set_names", rf"^SET\s+NAMES\s+(?P<value>{_VALUE})$"),
+        ("set", rf"^SET\s+(?:(?P<scope>SESSION|LOCAL)\s+)?(?P<name>{_NAME})\s*(?:=|\s+TO\s+)\s*"
+                rf"(?P<value>{_VALUE}(?:\s*,\s*{_VALUE})*)$"),
+        ("create_extension", rf"^CREATE\s+EXTENSION\s+(?P<ine>IF\s+NOT\s+EXISTS\s+)?(?P<name>{_IDENT})"
+                             r"(?P<rest>\s.*)?$"),
+        ("drop_extension", rf"^DROP\s+EXTENSION\s+(?P<ie>IF\s+EXISTS\s+)?(?P<name>{_IDENT})"
+                           r"(?:\s+(?:CASCADE|RESTRICT))?$"),
+        ("discard", r"^DISCARD\s+(?P<what>ALL|PLANS|SEQUENCES|TEMP|TEMPORARY)$"),
+    )
+)
+
+
+def unquote_identifier(name: str) -> str:
+    """PostgreSQL identifier rules: quoted keeps case, unquoted folds to lower case."""
+    if name.startswith('"') and name.endswith('"'):
+        return name[1:-1].replace('""', '"')
+    return name.lower()
+
+
+def unquote_value(value: str) -> str:
+    if value.startswith("'") and value.endswith("'"):
+        return value[1:-1].replace("''", "'")
+    return value
+
+
+def _utility(text: str) -> Utility | None:
+    flat = text.strip()
+    for kind, pattern in _UTILITY_PATTERNS:
+        m = pattern.match(flat)
+        if m:
+            return Utility(kind, {k: v for k, v in m.groupdict().items() if v is not None})
+    return None
+
+
+def split(sql: str) -> list[tuple[str, int]]:
+    """(statement text, offset) for each non-empty statement of ``sql``."""
+    try:
+        tokens = _DIALECT.tokenize(sql)
+    except TokenError as e:
+        raise SqlError("42601", f"syntax error: {e}") from None
+    pieces: list[tuple[str, int]] = []
+    start: int | None = None
+    end = 0
+    for tok in tokens:
+        if tok.token_type == TokenType.SEMICOLON:
+            if start is not None:
+                pieces.append((sql[start:end + 1], start))
+            start = None
+            continue
+        if start is None:
+            start = tok.start
+            # a leading comment belongs to the statement text; tokens start after it
+        end = tok.end
+    if start is not None:
+        pieces.append((sql[start:end + 1], start))
+    return pieces
+
+
+def parse(sql: str) -> list[Statement]:
+    """All statements of ``sql`` (empty for the empty query). Raises SqlError 42601."""
+    statements = []
+    for text, offset in split(sql):
+        utility = _utility(text)
+        if utility is not None:
+            statements.append(Statement(text, offset, utility=utility))
+            continue
+        try:
+            ast = sqlglot.parse_one(text, dialect=SqlVec)
+        except ParseError as e:
+            raise _syntax_error(text, offset, e) from None
+        except TokenError as e:
+            raise SqlError("42601", f"syntax error: {e}") from None
+        if isinstance(ast, exp.Command) or _misparsed(ast, text):
+            first = text.split(None, 1)[0]
+            raise SqlError("42601", f'syntax error at or near "{first}"', position=offset + 1)
+        statements.append(Statement(text, offset, ast=ast))
+    return statements
+
+
+def _misparsed(ast: exp.Expr, text: str) -> bool:
+    """sqlglot reads a lone unknown word as a column; PostgreSQL calls that a syntax error."""
+    return isinstance(ast, (exp.Column, exp.Alias, exp.Identifier, exp.Literal))
+
+
+def _syntax_error(text: str, offset: int, e: ParseError) -> SqlError:
+    err = e.errors[0] if e.errors else {}
+    line, col = err.get("line"), err.get("col")
+    highlight = (err.get("highlight") or "").strip()
+    position = None
+    if line and col:
+        lines = text.split("\n")
+        start = sum(len(lines[i]) + 1 for i in range(min(line - 1, len(lines))))
+        position = offset + start + (col - len(highlight) if highlight else col) + 1
+    near = f'"{highlight}"' if highlight else "end of input"
+    return SqlError("42601", f"syntax error at or near {near}", position=position,
+                    detail=err.get("description"))

@@ -1,0 +1,116 @@
+"""Plan nodes: one small class tree the engine executes and rules rewrite.
+
+Every plan knows the types of its parameters (``param_oids``, one per ``$n``) so that wire/ can
+describe and decode them. Expressions inside plans are sqlglot trees in the sqlvec dialect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from planner.parse import Utility
+from storage.types import ColumnType, TableSchema
+
+
+@dataclass
+class Plan:
+    param_oids: list[int] = field(default_factory=list, kw_only=True)
+
+    #: Plan classes that produce rows (RowDescription); the rest answer NoData.
+    returns_rows = False
+
+
+@dataclass
+class Query(Plan):
+    """A read that runs in DuckDB over Arrow views of the snapshot of ``tables``.
+
+    ``ast`` is already rewritten for DuckDB; ``column_types`` gives the catalog type of output
+    columns that are plain column references (so a jsonb column is described as jsonb, not text).
+    """
+
+    ast: exp.Expr
+    tables: tuple[str, ...]
+    column_types: dict[int, ColumnType] = field(default_factory=dict)
+    returns_rows = True
+
+
+@dataclass
+class VectorTopK(Plan):
+    """``SELECT ... FROM table [WHERE filter] ORDER BY column <op> query LIMIT k [OFFSET o]``.
+
+    Executed by exact (or, later, index) search over the snapshot's segments; only the k winning
+    rows are then projected, by ``projection`` (a Query over the winners, where ``__distance``
+    stands for the ORDER BY distance and ``__rowid`` breaks ties).
+    """
+
+    table: str
+    column: str
+    metric: str
+    query: exp.Expr
+    limit: exp.Expr
+    offset: exp.Expr | None
+    filter: exp.Expr | None
+    projection: Query
+    dim: int | None = None
+    returns_rows = True
+
+
+@dataclass
+class Insert(Plan):
+    """INSERT: ``rows`` of expressions (VALUES), or a ``source`` query; optional RETURNING query."""
+
+    table: str
+    columns: list[str]
+    rows: list[list[exp.Expr]] | None
+    source: Query | None
+    returning: Query | None
+    on_conflict_do_nothing: bool = False
+
+    @property
+    def returns_rows(self) -> bool:  # type: ignore[override]
+        return self.returning is not None
+
+
+@dataclass
+class Delete(Plan):
+    """DELETE: ``rows`` selects the ``__rowid`` of every row to delete."""
+
+    table: str
+    rows: Query
+    returning: Query | None
+
+    @property
+    def returns_rows(self) -> bool:  # type: ignore[override]
+        return self.returning is not None
+
+
+@dataclass
+class CreateTable(Plan):
+    schema: TableSchema
+    if_not_exists: bool
+
+
+@dataclass
+class DropTable(Plan):
+    names: list[str]
+    if_exists: bool
+
+
+@dataclass
+class CopyFrom(Plan):
+    table: str
+    columns: list[str]
+    format: str  # 'text' for now
+    delimiter: str
+    null: str
+
+
+@dataclass
+class UtilityPlan(Plan):
+    utility: Utility
+
+    @property
+    def returns_rows(self) -> bool:  # type: ignore[override]
+        return self.utility.kind == "show"

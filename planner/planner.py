@@ -1,0 +1,444 @@
+"""Statements -> plans: binding names to the catalog, parameter types, and the rewrite rules.
+
+``plan(statement, catalog, client_param_oids)`` dispatches on the statement's class through
+``_PLANNERS`` (STYLE.md: dispatch tables, not if-chains). Names follow PostgreSQL: unquoted
+identifiers fold to lower case; ``public.t`` is ``t``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from sqlglot import exp
+
+from planner import params as P
+from planner.errors import SqlError, feature_not_supported, undefined_column, undefined_table
+from planner.parse import Statement
+from planner.plan import (
+    CopyFrom, CreateTable, Delete, DropTable, Insert, Plan, Query, UtilityPlan,
+)
+from planner.rules import REWRITE_RULES
+from storage.types import ColumnSchema, ColumnType, TableSchema
+
+Catalog = Mapping[str, TableSchema]
+
+ROWID = "__rowid"
+DISTANCE = "__distance"
+
+
+def identifier_name(ident: exp.Expr | str | None) -> str:
+    if ident is None:
+        return ""
+    if isinstance(ident, str):
+        return ident
+    if isinstance(ident, exp.Identifier):
+        return ident.this if ident.quoted else ident.this.lower()
+    return ident.name.lower()
+
+
+def table_name(table: exp.Table, statement: Statement | None = None) -> str:
+    """The catalog name of a table reference; other schemas than public are not there yet."""
+    schema = identifier_name(table.args.get("db"))
+    if schema and schema != "public":
+        raise SqlError("42P01", f'relation "{schema}.{table.name}" does not exist',
+                       position=_position(statement, table.name))
+    return identifier_name(table.this)
+
+
+def _position(statement: Statement | None, token: str) -> int | None:
+    if statement is None or not token:
+        return None
+    i = statement.text.lower().find(token.lower())
+    return statement.offset + i + 1 if i >= 0 else None
+
+
+def plan(statement: Statement, catalog: Catalog, client_param_oids: Sequence[int] = ()) -> Plan:
+    known = {i + 1: oid for i, oid in enumerate(client_param_oids) if oid}
+    if statement.utility is not None:
+        node: Plan = UtilityPlan(statement.utility)
+    else:
+        planner = _PLANNERS.get(type(statement.ast))
+        if planner is None:
+            kind = statement.text.split(None, 2)[:2]
+            raise feature_not_supported(" ".join(kind).upper())
+        node = planner(statement, catalog, known)
+    for rule in REWRITE_RULES:
+        node = rule(node, catalog)
+    return node
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries
+
+
+class Scope:
+    """Tables visible to a query, by alias, for column binding and parameter inference."""
+
+    def __init__(self, catalog: Catalog, statement: Statement | None) -> None:
+        self.catalog = catalog
+        self.statement = statement
+        self.tables: dict[str, TableSchema] = {}  # alias -> schema
+        self.ctes: set[str] = set()
+
+    def add(self, table: exp.Table) -> str | None:
+        name = table_name(table, self.statement)
+        if name in self.ctes:
+            return None
+        schema = self.catalog.get(name)
+        if schema is None:
+            raise SqlError("42P01", f'relation "{name}" does not exist', position=_position(self.statement, table.name))
+        alias = identifier_name(table.args.get("alias").this) if table.args.get("alias") else name
+        self.tables[alias] = schema
+        return name
+
+    def column_type(self, col: exp.Column) -> ColumnType | None:
+        name = identifier_name(col.this)
+        qualifier = identifier_name(col.args.get("table")) if col.args.get("table") else None
+        for alias, schema in self.tables.items():
+            if qualifier and qualifier != alias:
+                continue
+            c = schema.column(name)
+            if c is not None:
+                return c.type
+        return None
+
+    def has_column(self, name: str) -> bool:
+        return any(schema.column(name) is not None for schema in self.tables.values())
+
+
+def _bind_query(ast: exp.Expr, catalog: Catalog, statement: Statement | None) -> tuple[exp.Expr, Scope, tuple[str, ...]]:
+    """Check table names and rewrite them to their catalog names; collect the scope."""
+    ast = ast.copy()
+    scope = Scope(catalog, statement)
+    for cte in ast.find_all(exp.CTE):
+        scope.ctes.add(identifier_name(cte.args["alias"].this))
+    used: list[str] = []
+    for table in list(ast.find_all(exp.Table)):
+        if isinstance(table.this, exp.Anonymous) or not table.name:  # table functions, e.g. generate_series
+            continue
+        name = scope.add(table)
+        if name is None:
+            continue
+        if name not in used:
+            used.append(name)
+        table.set("db", None)
+        table.set("this", exp.to_identifier(name, quoted=True))
+    _check_columns(ast, scope, statement)
+    return ast, scope, tuple(used)
+
+
+def _check_columns(ast: exp.Expr, scope: Scope, statement: Statement | None) -> None:
+    """Unqualified columns that no table in scope has and that are not output aliases: 42703."""
+    if not scope.tables or scope.ctes or any(True for _ in ast.find_all(exp.Subquery)):
+        return  # DuckDB's binder reports the rest; its error is mapped to 42703 too
+    aliases = {identifier_name(a.args["alias"].this) for a in ast.find_all(exp.Alias) if a.args.get("alias")}
+    for col in ast.find_all(exp.Column):
+        if col.args.get("table") or isinstance(col.this, exp.Star):
+            continue
+        name = identifier_name(col.this)
+        if name in (ROWID, DISTANCE):
+            continue
+        if not scope.has_column(name) and name not in aliases:
+            err = undefined_column(name)
+            err.position = _position(statement, col.name)
+            raise err
+
+
+def _output_column_types(ast: exp.Expr, scope: Scope) -> dict[int, ColumnType]:
+    if not isinstance(ast, exp.Select):
+        return {}
+    types: dict[int, ColumnType] = {}
+    i = 0
+    for e in ast.expressions:
+        inner = e.this if isinstance(e, exp.Alias) else e
+        if isinstance(inner, exp.Star) or (isinstance(inner, exp.Column) and isinstance(inner.this, exp.Star)):
+            qualifier = identifier_name(inner.args.get("table")) if isinstance(inner, exp.Column) and inner.args.get("table") else None
+            for alias, schema in scope.tables.items():
+                if qualifier and qualifier != alias:
+                    continue
+                for c in schema.columns:
+                    types[i] = c.type
+                    i += 1
+            continue
+        if isinstance(inner, exp.Column):
+            ct = scope.column_type(inner)
+            if ct is not None:
+                types[i] = ct
+        elif isinstance(inner, exp.Cast):
+            ct = P.column_type_from_datatype(inner.to)
+            if ct is not None and ct.name in ("json", "jsonb", "vector", "varchar", "numeric", "uuid"):
+                types[i] = ct
+        i += 1
+    return types
+
+
+def query_plan(ast: exp.Expr, catalog: Catalog, known: dict[int, int], statement: Statement | None = None) -> Query:
+    bound, scope, tables = _bind_query(ast, catalog, statement)
+    oids = P.infer(bound, scope.column_type, known)
+    q = Query(bound, tables, _output_column_types(bound, scope))
+    q.param_oids = _oid_list(oids)
+    return q
+
+
+def _oid_list(oids: dict[int, int]) -> list[int]:
+    if not oids:
+        return []
+    n = max(oids)
+    return [oids.get(i, P.TEXT_OID) for i in range(1, n + 1)]
+
+
+def _plan_select(statement: Statement, catalog: Catalog, known: dict[int, int]) -> Plan:
+    assert statement.ast is not None
+    for t in statement.ast.find_all(exp.Table):
+        if identifier_name(t.args.get("db")) in ("pg_catalog", "information_schema"):
+            raise feature_not_supported(f"querying {identifier_name(t.args.get('db'))}")
+    return query_plan(statement.ast, catalog, known, statement)
+
+
+# ---------------------------------------------------------------------------------------------
+# INSERT / DELETE
+
+
+def _target(statement: Statement, node: exp.Expr, catalog: Catalog) -> TableSchema:
+    table = node if isinstance(node, exp.Table) else node.find(exp.Table)
+    assert isinstance(table, exp.Table)
+    name = table_name(table, statement)
+    schema = catalog.get(name)
+    if schema is None:
+        raise SqlError("42P01", f'relation "{name}" does not exist', position=_position(statement, table.name))
+    return schema
+
+
+def _returning(statement: Statement, ast: exp.Expr, schema: TableSchema, catalog: Catalog,
+               known: dict[int, int]) -> Query | None:
+    ret = ast.args.get("returning")
+    if ret is None:
+        return None
+    select = exp.Select(expressions=[e.copy() for e in ret.expressions]).from_(
+        exp.Table(this=exp.to_identifier(schema.name, quoted=True)))
+    return query_plan(select, catalog, known, statement)
+
+
+def _plan_insert(statement: Statement, catalog: Catalog, known: dict[int, int]) -> Plan:
+    ast = statement.ast
+    assert isinstance(ast, exp.Insert)
+    target = ast.this
+    schema = _target(statement, target, catalog)
+    if isinstance(target, exp.Schema):
+        columns = [identifier_name(i) for i in target.expressions]
+    else:
+        columns = [c.name for c in schema.columns]
+    for c in columns:
+        if schema.column(c) is None:
+            raise SqlError("42703", f'column "{c}" of relation "{schema.name}" does not exist',
+                           position=_position(statement, c))
+    if len(set(columns)) != len(columns):
+        raise SqlError("42701", "column specified more than once")
+    conflict = ast.args.get("conflict")
+    do_nothing = False
+    if conflict is not None:
+        if conflict.args.get("action") is not None and "NOTHING" in conflict.sql("postgres").upper():
+            do_nothing = True
+        else:
+            raise feature_not_supported("INSERT ... ON CONFLICT DO UPDATE")
+    source = ast.expression
+    oids: dict[int, int] = {}
+    rows: list[list[exp.Expr]] | None = None
+    src_query: Query | None = None
+    if isinstance(source, exp.Values):
+        rows = []
+        for tup in source.expressions:
+            items = list(tup.expressions) if isinstance(tup, exp.Tuple) else [tup]
+            if len(items) > len(columns):
+                raise SqlError("42601", "INSERT has more expressions than target columns",
+                               position=_position(statement, "values"))
+            if len(items) < len(columns) and isinstance(target, exp.Schema):
+                raise SqlError("42601", "INSERT has more target columns than expressions",
+                               position=_position(statement, "values"))
+            for col, item in zip(columns, items):
+                ctype = schema.column(col).type  # type: ignore[union-attr]
+                if isinstance(item, exp.Parameter):
+                    oids.setdefault(P.parameter_number(item), ctype.oid)
+            rows.append(items)
+        scope = Scope(catalog, statement)
+        scope.tables[schema.name] = schema
+        for n, oid in P.infer(source, scope.column_type, {}).items():
+            oids.setdefault(n, oid)
+    elif source is not None:
+        src_query = query_plan(source, catalog, known, statement)
+        if src_query.param_oids:
+            oids.update({i + 1: o for i, o in enumerate(src_query.param_oids)})
+    else:
+        raise feature_not_supported("INSERT ... DEFAULT VALUES")
+    returning = _returning(statement, ast, schema, catalog, known)
+    if returning is not None:
+        for i, o in enumerate(returning.param_oids):
+            oids.setdefault(i + 1, o)
+    oids.update(known)
+    node = Insert(schema.name, columns, rows, src_query, returning, on_conflict_do_nothing=do_nothing)
+    node.param_oids = _oid_list(oids)
+    return node
+
+
+def _plan_delete(statement: Statement, catalog: Catalog, known: dict[int, int]) -> Plan:
+    ast = statement.ast
+    assert isinstance(ast, exp.Delete)
+    schema = _target(statement, ast.this, catalog)
+    where = ast.args.get("where")
+    select = exp.Select(expressions=[exp.column(ROWID)]).from_(
+        exp.Table(this=exp.to_identifier(schema.name, quoted=True)))
+    if where is not None:
+        select = select.where(where.this.copy())
+    q = query_plan(select, catalog, known, statement)
+    returning = _returning(statement, ast, schema, catalog, known)
+    oids = {i + 1: o for i, o in enumerate(q.param_oids)}
+    if returning is not None:
+        for i, o in enumerate(returning.param_oids):
+            oids.setdefault(i + 1, o)
+    node = Delete(schema.name, q, returning)
+    node.param_oids = _oid_list(oids)
+    return node
+
+
+# ---------------------------------------------------------------------------------------------
+# DDL
+
+
+def _plan_create(statement: Statement, catalog: Catalog, known: dict[int, int]) -> Plan:
+    ast = statement.ast
+    assert isinstance(ast, exp.Create)
+    kind = (ast.args.get("kind") or "").upper()
+    if kind != "TABLE":
+        raise feature_not_supported(f"CREATE {kind}")
+    schema_node = ast.this
+    if not isinstance(schema_node, exp.Schema):
+        raise feature_not_supported("CREATE TABLE AS")
+    name = table_name(schema_node.this, statement)
+    columns: list[ColumnSchema] = []
+    primary_key: list[str] = []
+    for item in schema_node.expressions:
+        if isinstance(item, exp.ColumnDef):
+            col, is_pk = _column_def(item, statement)
+            if any(c.name == col.name for c in columns):
+                raise SqlError("42701", f'column "{col.name}" specified more than once')
+            columns.append(col)
+            if is_pk:
+                if primary_key:
+                    raise SqlError("42P16", f'multiple primary keys for table "{name}" are not allowed')
+                primary_key = [col.name]
+        elif isinstance(item, exp.PrimaryKey):
+            if primary_key:
+                raise SqlError("42P16", f'multiple primary keys for table "{name}" are not allowed')
+            primary_key = [identifier_name(i if isinstance(i, exp.Identifier) else i.this) for i in item.expressions]
+        else:
+            raise feature_not_supported(f"table constraint {item.sql('postgres')}")
+    names = {c.name for c in columns}
+    for k in primary_key:
+        if k not in names:
+            raise SqlError("42703", f'column "{k}" named in key does not exist')
+    columns = [ColumnSchema(c.name, c.type, c.not_null or c.name in primary_key, c.default, c.identity)
+               for c in columns]
+    return CreateTable(TableSchema(name, tuple(columns), tuple(primary_key)), bool(ast.args.get("exists")))
+
+
+_SERIAL = {exp.DType.SERIAL: "int4", exp.DType.BIGSERIAL: "int8", exp.DType.SMALLSERIAL: "int2"}
+
+
+def _column_def(cd: exp.ColumnDef, statement: Statement) -> tuple[ColumnSchema, bool]:
+    name = identifier_name(cd.this)
+    kind = cd.args.get("kind")
+    if kind is None:
+        raise SqlError("42601", f'syntax error: column "{name}" has no type')
+    ctype = P.column_type_from_datatype(kind)
+    if ctype is None:
+        raise SqlError("42704", f'type "{kind.sql("postgres").lower()}" does not exist',
+                       position=_position(statement, kind.sql("postgres")))
+    if ctype.name == "vector" and ctype.dim is not None and not 1 <= ctype.dim <= 16000:
+        raise SqlError("22023", "dimensions for type vector must be between 1 and 16000")
+    not_null = False
+    default: str | None = None
+    identity: str | None = None
+    is_pk = False
+    if kind.this in _SERIAL:
+        identity, not_null = "by default", True
+    for constraint in cd.args.get("constraints") or []:
+        c = constraint.args.get("kind")
+        if isinstance(c, exp.NotNullColumnConstraint):
+            if c.args.get("allow_null"):
+                continue
+            not_null = True
+        elif isinstance(c, exp.PrimaryKeyColumnConstraint):
+            is_pk = True
+        elif isinstance(c, exp.DefaultColumnConstraint):
+            default = c.this.sql("postgres")
+        elif isinstance(c, exp.GeneratedAsIdentityColumnConstraint):
+            if ctype.name not in ("int2", "int4", "int8"):
+                raise SqlError("22023", f'identity column type must be smallint, integer, or bigint')
+            identity = "always" if c.this else "by default"
+            not_null = True
+        else:
+            raise feature_not_supported(f"column constraint {c.sql('postgres') if c else constraint.sql('postgres')}")
+    return ColumnSchema(name, ctype, not_null, default, identity), is_pk
+
+
+def _plan_drop(statement: Statement, catalog: Catalog, known: dict[int, int]) -> Plan:
+    ast = statement.ast
+    assert isinstance(ast, exp.Drop)
+    kind = (ast.args.get("kind") or "").upper()
+    if kind != "TABLE":
+        raise feature_not_supported(f"DROP {kind}")
+    tables = ast.args.get("tables") or [ast.this]
+    return DropTable([table_name(t, statement) for t in tables], bool(ast.args.get("exists")))
+
+
+def _plan_copy(statement: Statement, catalog: Catalog, known: dict[int, int]) -> Plan:
+    ast = statement.ast
+    assert isinstance(ast, exp.Copy)
+    if not ast.args.get("kind"):
+        raise feature_not_supported("COPY ... TO")
+    files = ast.args.get("files") or []
+    if len(files) != 1 or files[0].name.upper() != "STDIN":
+        raise SqlError("42501", "COPY from a file is not allowed; use COPY ... FROM STDIN (psql: \\copy)")
+    schema = _target(statement, ast.this, catalog)
+    if isinstance(ast.this, exp.Schema):
+        columns = [identifier_name(i) for i in ast.this.expressions]
+    else:
+        columns = [c.name for c in schema.columns]
+    for c in columns:
+        if schema.column(c) is None:
+            raise SqlError("42703", f'column "{c}" of relation "{schema.name}" does not exist')
+    options = {}
+    for p in ast.args.get("params") or []:
+        key = p.this.name.lower()
+        value = p.expression.name if p.expression is not None else "true"
+        options[key] = value
+    fmt = options.get("format", "text").lower()
+    if fmt != "text":
+        raise feature_not_supported(f"COPY FORMAT {fmt}")
+    delimiter = options.get("delimiter", "\t")
+    return CopyFrom(schema.name, columns, fmt, delimiter, options.get("null", "\\N"))
+
+
+def _plan_transaction(statement: Statement, catalog: Catalog, known: dict[int, int]) -> Plan:
+    from planner.parse import Utility
+
+    kind = {exp.Transaction: "begin", exp.Commit: "commit", exp.Rollback: "rollback"}[type(statement.ast)]
+    return UtilityPlan(Utility(kind))
+
+
+_PLANNERS: dict[type, Callable[[Statement, Catalog, dict[int, int]], Plan]] = {
+    exp.Select: _plan_select,
+    exp.Union: _plan_select,
+    exp.Intersect: _plan_select,
+    exp.Except: _plan_select,
+    exp.Subquery: _plan_select,
+    exp.Values: _plan_select,
+    exp.Insert: _plan_insert,
+    exp.Delete: _plan_delete,
+    exp.Create: _plan_create,
+    exp.Drop: _plan_drop,
+    exp.Copy: _plan_copy,
+    exp.Transaction: _plan_transaction,
+    exp.Commit: _plan_transaction,
+    exp.Rollback: _plan_transaction,
+}

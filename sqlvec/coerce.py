@@ -1,0 +1,322 @@
+"""Values arriving for a column -> the column's stored Arrow type, with PostgreSQL's input errors.
+
+Inputs come as Arrow arrays (from DuckDB results or COPY decoding) or Python lists (bound
+parameters and literals of INSERT ... VALUES). Conversions are vectorised: vectors are parsed with
+pyarrow string kernels, everything else is cast by DuckDB in one SELECT per batch. Errors carry
+PostgreSQL's SQLSTATEs: 22P02 bad text, 22003 out of range, 22001 too long, 22000 vector rules.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import re
+import uuid
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from storage.types import ColumnType
+from wire.session import PgError
+
+DUCKDB_TYPES: dict[str, str] = {
+    "bool": "BOOLEAN", "int2": "SMALLINT", "int4": "INTEGER", "int8": "BIGINT",
+    "float4": "FLOAT", "float8": "DOUBLE", "text": "VARCHAR", "varchar": "VARCHAR",
+    "json": "VARCHAR", "jsonb": "VARCHAR", "date": "DATE", "timestamp": "TIMESTAMP",
+    "timestamptz": "TIMESTAMPTZ", "uuid": "UUID", "bytea": "BLOB",
+}
+
+_PG_TYPE_WORD = {
+    "int2": "smallint", "int4": "integer", "int8": "bigint", "float4": "real", "float8": "double precision",
+    "bool": "boolean", "date": "date", "timestamp": "timestamp", "timestamptz": "timestamp with time zone",
+    "uuid": "uuid", "numeric": "numeric", "json": "json", "jsonb": "json", "bytea": "bytea", "vector": "vector",
+}
+_RANGE_NAME = {"int2": "smallint", "int4": "integer", "int8": "bigint"}
+
+_TRUE = ["t", "true", "y", "yes", "on", "1"]
+_FALSE = ["f", "false", "n", "no", "off", "0"]
+
+
+def from_python(values: list[Any], ctype: ColumnType) -> pa.Array:
+    """Bound parameters / literals for one column -> an Arrow array of ``ctype``'s stored type."""
+    if ctype.name == "vector":
+        return _vector_from_python(values, ctype)
+    kinds = {type(v) for v in values if v is not None}
+    if not kinds:
+        return pa.nulls(len(values), ctype.arrow())
+    if len(kinds) > 1 and not kinds <= {int, float, decimal.Decimal} and not kinds <= {int, bool}:
+        values = [None if v is None else _as_text(v) for v in values]
+    elif kinds & {uuid.UUID}:
+        values = [None if v is None else str(v) for v in values]
+    elif kinds <= {dict, list}:
+        import json
+        values = [None if v is None else json.dumps(v) for v in values]
+    try:
+        arr = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        arr = pa.array([None if v is None else _as_text(v) for v in values], pa.string())
+    return coerce(arr, ctype)
+
+
+def _as_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (datetime.datetime, datetime.date)):
+        return v.isoformat()
+    if isinstance(v, bytes):
+        return "\\x" + v.hex()
+    return str(v)
+
+
+def coerce(arr: pa.Array | pa.ChunkedArray, ctype: ColumnType, *, column: str = "") -> pa.Array:
+    """Cast ``arr`` to ``ctype.arrow()`` with PostgreSQL's input rules."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    target = ctype.arrow()
+    if ctype.name == "vector":
+        return _vector(arr, ctype)
+    if arr.type == target and ctype.name not in ("varchar", "json", "jsonb"):
+        return arr
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), target)
+    if ctype.name == "bool" and _is_string(arr.type):
+        return _bool_from_text(arr)
+    if ctype.name in ("text", "varchar", "json", "jsonb") and not _is_string(arr.type):
+        arr = _to_text(arr)
+    if ctype.name == "numeric" and ctype.precision is None:
+        return _free_numeric(arr)
+    if ctype.name == "bytea" and _is_string(arr.type):
+        return _bytea_from_text(arr)
+    if ctype.name in ("json", "jsonb"):
+        _check_json(arr)
+        return arr.cast(pa.string())
+    if ctype.name == "varchar" and ctype.length is not None:
+        too_long = pc.greater(pc.utf8_length(arr), ctype.length)
+        if pc.any(too_long).as_py():
+            raise PgError("22001", f"value too long for type character varying({ctype.length})")
+    if ctype.name in ("text", "varchar"):
+        return arr.cast(pa.string())
+    duck = DUCKDB_TYPES.get(ctype.name) or f"DECIMAL({ctype.precision},{ctype.scale or 0})"
+    out = _duckdb_cast(arr, duck, ctype)
+    if ctype.name == "uuid":
+        out = out.cast(pa.string())
+    return out.cast(target)
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _to_text(arr: pa.Array) -> pa.Array:
+    if pa.types.is_boolean(arr.type):
+        return pc.if_else(arr, "true", "false")
+    return arr.cast(pa.string())
+
+
+def _duckdb_cast(arr: pa.Array, duck_type: str, ctype: ColumnType) -> pa.Array:
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone='UTC'")
+        con.register("src", pa.table({"v": arr}))
+        return con.sql(f"SELECT CAST(v AS {duck_type}) AS v FROM src").arrow().read_all().column(0).combine_chunks()
+    except duckdb.ConversionException as e:
+        raise _conversion_error(str(e), ctype) from None
+    except duckdb.Error as e:
+        raise PgError("22P02", f"invalid input for type {_PG_TYPE_WORD.get(ctype.name, ctype.name)}: {e}") from None
+    finally:
+        con.close()
+
+
+_BAD_STRING = re.compile(r"Could not convert string '(.*?)' to")
+
+
+def _conversion_error(message: str, ctype: ColumnType) -> PgError:
+    word = _PG_TYPE_WORD.get(ctype.name, ctype.name)
+    if "out of range" in message:
+        if ctype.name in _RANGE_NAME:
+            return PgError("22003", f"{_RANGE_NAME[ctype.name]} out of range")
+        return PgError("22003", f"value out of range for type {word}")
+    m = _BAD_STRING.search(message)
+    if m:
+        return PgError("22P02", f'invalid input syntax for type {word}: "{m.group(1)}"')
+    return PgError("22P02", f"invalid input syntax for type {word}: {message.splitlines()[0]}")
+
+
+def _bool_from_text(arr: pa.Array) -> pa.Array:
+    s = pc.utf8_lower(pc.utf8_trim_whitespace(arr.cast(pa.string())))
+    is_true, is_false = pc.is_in(s, pa.array(_TRUE)), pc.is_in(s, pa.array(_FALSE))
+    bad = pc.and_(pc.invert(pc.or_(is_true, is_false)), pc.is_valid(s))
+    if pc.any(bad).as_py():
+        first = pc.filter(arr, bad)[0].as_py()
+        raise PgError("22P02", f'invalid input syntax for type boolean: "{first}"')
+    return pc.if_else(pc.is_null(s), pa.scalar(None, pa.bool_()), is_true)
+
+
+def _free_numeric(arr: pa.Array) -> pa.Array:
+    """numeric without precision keeps its exact text (validated as a number)."""
+    if _is_string(arr.type):
+        text = pc.utf8_trim_whitespace(arr.cast(pa.string()))
+        con = duckdb.connect()
+        try:
+            con.register("src", pa.table({"v": text}))
+            bad = con.sql("SELECT v FROM src WHERE v IS NOT NULL AND TRY_CAST(v AS DOUBLE) IS NULL LIMIT 1").fetchall()
+        finally:
+            con.close()
+        if bad:
+            raise PgError("22P02", f'invalid input syntax for type numeric: "{bad[0][0]}"')
+        return text
+    if pa.types.is_floating(arr.type):
+        return pc.cast(arr, pa.string())
+    return arr.cast(pa.string())
+
+
+def _bytea_from_text(arr: pa.Array) -> pa.Array:
+    values = arr.to_pylist()  # bytea text input is rare: hex decoding per value
+    out = []
+    for v in values:
+        if v is None:
+            out.append(None)
+        elif v.startswith("\\x"):
+            try:
+                out.append(bytes.fromhex(v[2:]))
+            except ValueError:
+                raise PgError("22P02", f'invalid input syntax for type bytea: "{v}"') from None
+        else:
+            out.append(v.encode())
+    return pa.array(out, pa.binary())
+
+
+def _check_json(arr: pa.Array) -> None:
+    con = duckdb.connect()
+    try:
+        con.register("src", pa.table({"v": arr.cast(pa.string())}))
+        bad = con.sql("SELECT v FROM src WHERE v IS NOT NULL AND NOT json_valid(v) LIMIT 1").fetchall()
+    finally:
+        con.close()
+    if bad:
+        raise PgError("22P02", "invalid input syntax for type json", detail=f'Token in "{bad[0][0][:60]}" is invalid.')
+
+
+# ---------------------------------------------------------------------------------------------
+# vectors
+
+
+def _vector_from_python(values: list[Any], ctype: ColumnType) -> pa.Array:
+    if all(v is None or isinstance(v, str) for v in values):
+        return _vector(pa.array(values, pa.string()), ctype)
+    rows = []
+    for v in values:
+        if v is None:
+            rows.append(None)
+        elif isinstance(v, str):
+            rows.append(_vector(pa.array([v]), ctype).values.to_numpy())
+        else:
+            rows.append(np.asarray(v, dtype=np.float32).ravel())
+    return vectors_from_numpy(rows, ctype)
+
+
+def vectors_from_numpy(rows: list[np.ndarray | None], ctype: ColumnType) -> pa.Array:
+    lengths = np.array([0 if r is None else len(r) for r in rows], dtype=np.int64)
+    valid = np.array([r is not None for r in rows], dtype=bool)
+    if valid.any():
+        _check_dims(lengths[valid], ctype.dim)
+    dim = ctype.dim if ctype.dim is not None else None
+    flat_parts = [r if r is not None else np.zeros(dim or 0, np.float32) for r in rows]
+    flat = np.concatenate(flat_parts).astype(np.float32) if flat_parts else np.zeros(0, np.float32)
+    _check_finite(flat)
+    mask = pa.array(~valid)
+    if dim is not None:
+        return pa.FixedSizeListArray.from_arrays(pa.array(flat), dim, mask=mask)
+    offsets = np.concatenate([[0], np.cumsum(np.where(valid, lengths, 0))]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat), mask=mask)
+
+
+def _check_dims(lengths: np.ndarray, dim: int | None) -> None:
+    if (lengths < 1).any():
+        raise PgError("22000", "vector must have at least 1 dimension")
+    if dim is not None and (lengths != dim).any():
+        bad = int(lengths[lengths != dim][0])
+        raise PgError("22000", f"expected {dim} dimensions, not {bad}")
+    if (lengths > 16000).any():
+        raise PgError("54000", "vector cannot have more than 16000 dimensions")
+
+
+def _check_finite(flat: np.ndarray) -> None:
+    if not np.isfinite(flat).all():
+        if np.isnan(flat).any():
+            raise PgError("22000", "NaN not allowed in vector")
+        raise PgError("22000", "infinite value not allowed in vector")
+
+
+def _vector(arr: pa.Array, ctype: ColumnType) -> pa.Array:
+    """Strings '[1,2,3]' or numeric lists -> fixed_size_list<float32, dim> (list<float32> if no dim)."""
+    if _is_string(arr.type):
+        return parse_vector_text(arr.cast(pa.string()), ctype)
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), ctype.arrow())
+    if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
+        lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+        valid = arr.is_valid().to_numpy(zero_copy_only=False)
+        if valid.any():
+            _check_dims(lengths[valid].astype(np.int64), ctype.dim)
+        values = pc.list_flatten(arr).cast(pa.float32())
+        flat = values.to_numpy(zero_copy_only=False)
+        _check_finite(flat)
+        if ctype.dim is None:
+            return pa.ListArray.from_arrays(_offsets(lengths, valid), values, mask=pa.array(~valid))
+        if not valid.all():  # list_flatten skipped null rows: put zeros back in their slots
+            full = np.zeros((len(arr), ctype.dim), np.float32)
+            full[valid] = flat.reshape(-1, ctype.dim)
+            flat = full.ravel()
+        return pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), ctype.dim, mask=pa.array(~valid))
+    raise PgError("42804", f"cannot cast type {arr.type} to vector")
+
+
+def _offsets(lengths: np.ndarray, valid: np.ndarray) -> pa.Array:
+    return pa.array(np.concatenate([[0], np.cumsum(np.where(valid, lengths, 0))]).astype(np.int32))
+
+
+def parse_vector_text(arr: pa.StringArray, ctype: ColumnType) -> pa.Array:
+    """pgvector's text input, vectorised: '[1,2,3]' (spaces allowed around elements)."""
+    s = pc.utf8_trim_whitespace(arr)
+    valid = pc.is_valid(s)
+    well_formed = pc.and_(pc.starts_with(s, "["), pc.ends_with(s, "]"))
+    bad = pc.and_(valid, pc.invert(pc.fill_null(well_formed, False)))
+    if pc.any(bad).as_py():
+        raise PgError("22P02", f'invalid input syntax for type vector: "{pc.filter(arr, bad)[0].as_py()}"',
+                      detail='Vector contents must start with "[" and end with "]".' )
+    inner = pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(s, 1, -1))
+    if pc.any(pc.and_(valid, pc.equal(inner, ""))).as_py():
+        raise PgError("22000", "vector must have at least 1 dimension")
+    parts = pc.split_pattern(inner, ",")
+    lengths = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
+    valid_np = valid.to_numpy(zero_copy_only=False)
+    if valid_np.any():
+        _check_dims(lengths[valid_np].astype(np.int64), ctype.dim)
+    elements = pc.utf8_trim_whitespace(pc.list_flatten(parts))
+    try:
+        values = elements.cast(pa.float64())
+    except pa.ArrowInvalid:
+        floats = pc.match_substring_regex(elements, r"^[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|nan|NaN|inf|Infinity|-Infinity)$")
+        first = pc.filter(elements, pc.invert(floats))[0].as_py()
+        raise PgError("22P02", f'invalid input syntax for type vector: "{first}"') from None
+    flat64 = values.to_numpy(zero_copy_only=False)
+    if np.isnan(flat64).any():
+        raise PgError("22000", "NaN not allowed in vector")
+    if np.isinf(flat64).any():
+        raise PgError("22000", "infinite value not allowed in vector")
+    with np.errstate(over="ignore"):
+        flat = flat64.astype(np.float32)
+    if np.isinf(flat).any():
+        bad_value = flat64[np.isinf(flat)][0]
+        raise PgError("22003", f'"{bad_value:g}" is out of range for type real')
+    if ctype.dim is None:
+        return pa.ListArray.from_arrays(_offsets(lengths, valid_np), pa.array(flat), mask=pa.array(~valid_np))
+    if not valid_np.all():
+        full = np.zeros((len(arr), ctype.dim), np.float32)
+        full[valid_np] = flat.reshape(-1, ctype.dim)
+        flat = full.ravel()
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat), ctype.dim, mask=pa.array(~valid_np))

@@ -1,0 +1,121 @@
+"""Exact (flat) vector search over one segment's vectors, for every pgvector metric.
+
+Distances follow pgvector: l2 ``<->`` sqrt(sum((a-b)^2)); ip ``<#>`` -(a.b); cosine ``<=>``
+1 - a.b/(|a||b|) (NaN when a norm is zero); l1 ``<+>`` sum|a-b|. Candidates are ranked with
+float32 BLAS kernels, then the best few are re-scored in float64 from the stored values, so the
+returned distances and order are exact. Ties keep the lower position first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+METRICS = ("l2", "ip", "cosine", "l1")
+
+
+@dataclass
+class VectorMatrix:
+    """A segment's vector column as a dense (n, dim) float32 matrix, plus which rows are NULL."""
+
+    matrix: np.ndarray
+    valid: np.ndarray  # bool (n,): False where the vector is NULL
+    _sq_norms: np.ndarray | None = None
+
+    @classmethod
+    def from_arrow(cls, column: pa.ChunkedArray | pa.Array, dim: int) -> VectorMatrix:
+        arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        n = len(arr)
+        if pa.types.is_fixed_size_list(arr.type):
+            values = arr.values.to_numpy(zero_copy_only=False)
+            start = arr.offset * dim
+            matrix = values[start:start + n * dim].reshape(n, dim)
+        else:  # variable-length list (vector without a declared dimension)
+            matrix = np.zeros((n, dim), np.float32)
+            for_len = np.asarray(arr.value_lengths().fill_null(0))
+            ok = for_len == dim
+            if ok.any():
+                flat = arr.filter(pa.array(ok)).flatten().to_numpy(zero_copy_only=False)
+                matrix[ok] = flat.reshape(-1, dim)
+        valid = np.asarray(arr.is_valid())
+        if matrix.dtype != np.float32:
+            matrix = matrix.astype(np.float32)
+        return cls(matrix, valid)
+
+    @property
+    def sq_norms(self) -> np.ndarray:
+        if self._sq_norms is None:
+            self._sq_norms = np.einsum("ij,ij->i", self.matrix, self.matrix)
+        return self._sq_norms
+
+
+def exact_distances(rows: np.ndarray, q: np.ndarray, metric: str) -> np.ndarray:
+    """float64 distances from each row of ``rows`` to ``q``."""
+    x = rows.astype(np.float64, copy=False)
+    q64 = q.astype(np.float64)
+    if metric == "l2":
+        d = x - q64
+        return np.sqrt(np.einsum("ij,ij->i", d, d))
+    if metric == "ip":
+        return -(x @ q64)
+    if metric == "cosine":
+        dots = x @ q64
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x)) * np.sqrt(q64 @ q64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sim = dots / norms
+        sim = np.clip(sim, -1.0, 1.0)
+        return 1.0 - sim
+    if metric == "l1":
+        return np.abs(x - q64).sum(axis=1)
+    raise ValueError(f"unknown metric {metric}")
+
+
+def _approximate(vm: VectorMatrix, positions: np.ndarray | None, q: np.ndarray, metric: str) -> np.ndarray:
+    """float32 scores whose order matches the exact distances up to rounding."""
+    m = vm.matrix if positions is None else vm.matrix[positions]
+    q32 = q.astype(np.float32)
+    if metric == "l1":
+        return np.abs(m - q32).sum(axis=1)
+    dots = m @ q32
+    if metric == "ip":
+        return -dots
+    norms = vm.sq_norms if positions is None else vm.sq_norms[positions]
+    if metric == "l2":
+        return norms - 2 * dots + q32 @ q32
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 1.0 - dots / (np.sqrt(norms) * np.sqrt(q32 @ q32))
+
+
+def topk(vm: VectorMatrix, allowed: np.ndarray | None, q: np.ndarray, k: int, metric: str
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest allowed, non-NULL rows: (positions, float64 distances), nearest first.
+
+    ``allowed`` is a bool mask over the segment's rows (None: all). NaN distances (cosine with a
+    zero vector) sort after every number, as PostgreSQL orders NaN above all floats.
+    """
+    mask = vm.valid if allowed is None else (vm.valid & allowed)
+    if mask.all():
+        positions = None
+        count = len(mask)
+    else:
+        positions = np.flatnonzero(mask)
+        count = len(positions)
+    if count == 0 or k <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    approx = _approximate(vm, positions, q, metric)
+    approx = np.where(np.isnan(approx), np.inf, approx)
+    # Re-score a margin beyond k so that float32 rounding cannot push a true neighbour out.
+    m = min(count, max(4 * k + 32, k))
+    if m < count:
+        cand = np.argpartition(approx, m - 1)[:m]
+        boundary = approx[cand].max()
+        cand = np.flatnonzero(approx <= boundary)  # keep every tie at the boundary
+    else:
+        cand = np.arange(count)
+    rows = cand if positions is None else positions[cand]
+    exact = exact_distances(vm.matrix[rows], q, metric)
+    nan = np.isnan(exact)
+    order = np.lexsort((rows, np.where(nan, 0.0, exact), nan))[:k]
+    return rows[order].astype(np.int64), exact[order]
