@@ -33,6 +33,16 @@ class Query(Plan):
     ast: exp.Expr
     tables: tuple[str, ...]
     column_types: dict[int, ColumnType] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
+    returns_rows = True
+
+
+@dataclass
+class CountStar(Plan):
+    """``SELECT count(*) FROM table``: answered exactly from segment metadata."""
+
+    table: str
+    name: str = "count"
     returns_rows = True
 
 

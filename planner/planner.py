@@ -144,20 +144,24 @@ def _check_columns(ast: exp.Expr, scope: Scope, statement: Statement | None) -> 
             raise err
 
 
-def _output_column_types(ast: exp.Expr, scope: Scope) -> dict[int, ColumnType]:
+def _output_columns(ast: exp.Expr, scope: Scope) -> tuple[dict[int, ColumnType], dict[int, str]]:
+    """Catalog types of plain column outputs, and PostgreSQL's output names (FigureColname)."""
     if not isinstance(ast, exp.Select):
-        return {}
+        return {}, {}
     types: dict[int, ColumnType] = {}
+    names: dict[int, str] = {}
     i = 0
     for e in ast.expressions:
         inner = e.this if isinstance(e, exp.Alias) else e
         if isinstance(inner, exp.Star) or (isinstance(inner, exp.Column) and isinstance(inner.this, exp.Star)):
-            qualifier = identifier_name(inner.args.get("table")) if isinstance(inner, exp.Column) and inner.args.get("table") else None
+            qualifier = (identifier_name(inner.args.get("table"))
+                         if isinstance(inner, exp.Column) and inner.args.get("table") else None)
             for alias, schema in scope.tables.items():
                 if qualifier and qualifier != alias:
                     continue
                 for c in schema.columns:
                     types[i] = c.type
+                    names[i] = c.name
                     i += 1
             continue
         if isinstance(inner, exp.Column):
@@ -168,14 +172,34 @@ def _output_column_types(ast: exp.Expr, scope: Scope) -> dict[int, ColumnType]:
             ct = P.column_type_from_datatype(inner.to)
             if ct is not None and ct.name in ("json", "jsonb", "vector", "varchar", "numeric", "uuid"):
                 types[i] = ct
+        names[i] = identifier_name(e.args["alias"].this) if isinstance(e, exp.Alias) else _figure_name(inner)
         i += 1
-    return types
+    return types, names
+
+
+def _figure_name(e: exp.Expr) -> str:
+    if isinstance(e, exp.Column):
+        return identifier_name(e.this)
+    if isinstance(e, exp.Cast):
+        inner = _figure_name(e.this)
+        if inner != "?column?":
+            return inner
+        ct = P.column_type_from_datatype(e.to)
+        return ct.name if ct else "?column?"
+    if isinstance(e, exp.Anonymous):
+        return e.name.lower()
+    if isinstance(e, exp.Case):
+        return "case"
+    if isinstance(e, exp.Func):
+        return e.sql_name().lower()
+    return "?column?"
 
 
 def query_plan(ast: exp.Expr, catalog: Catalog, known: dict[int, int], statement: Statement | None = None) -> Query:
     bound, scope, tables = _bind_query(ast, catalog, statement)
     oids = P.infer(bound, scope.column_type, known)
-    q = Query(bound, tables, _output_column_types(bound, scope))
+    types, names = _output_columns(bound, scope)
+    q = Query(bound, tables, types, names)
     q.param_oids = _oid_list(oids)
     return q
 

@@ -78,7 +78,7 @@ def recognise_vector_topk(node: Plan, catalog: Mapping[str, TableSchema]) -> Pla
     projection.set("from_", exp.From(this=exp.Table(this=exp.to_identifier(TOPK_TABLE),
                                                      alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))))
     projection = projection.order_by(exp.Ordered(this=exp.column(DISTANCE), nulls_first=False), exp.column(ROWID))
-    proj = Query(projection, (), node.column_types)
+    proj = Query(projection, (), node.column_types, node.names)
     proj.param_oids = node.param_oids
     where = ast.args.get("where")
     topk = VectorTopK(

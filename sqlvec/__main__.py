@@ -1,0 +1,3 @@
+from sqlvec.cli import main
+
+raise SystemExit(main())

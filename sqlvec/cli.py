@@ -1,0 +1,93 @@
+"""The ``sqlvec`` command.
+
+Examples::
+
+    sqlvec serve                                   # 127.0.0.1:5433, data in ./data, trust auth
+    sqlvec serve --port 6543 --data /var/lib/sqlvec --password s3cret
+    SQLVEC_PORT=6543 SQLVEC_DATA=/tmp/sv sqlvec serve
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+
+def _env(name: str, default: str | None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sqlvec",
+        description="A vector database that speaks PostgreSQL and pgvector SQL.",
+        epilog="Example: sqlvec serve --port 5433 --data ./data, then psql -h 127.0.0.1 -p 5433 -U postgres sqlvec",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser(
+        "serve",
+        help="run the server",
+        description="Serve the PostgreSQL protocol over a data directory.",
+        epilog="Example: sqlvec serve --host 127.0.0.1 --port 5433 --data ./data --password s3cret",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    s.add_argument("--host", default=_env("SQLVEC_HOST", "127.0.0.1"), help="address to listen on (env SQLVEC_HOST)")
+    s.add_argument("--port", type=int, default=int(_env("SQLVEC_PORT", "5433") or 5433),
+                   help="TCP port; 0 picks a free one (env SQLVEC_PORT)")
+    s.add_argument("--data", default=_env("SQLVEC_DATA", "./data"), help="data directory (env SQLVEC_DATA)")
+    s.add_argument("--password", default=_env("SQLVEC_PASSWORD", None),
+                   help="require SCRAM-SHA-256 with this password; without it, trust (env SQLVEC_PASSWORD)")
+    s.add_argument("--seal-rows", type=int, default=int(_env("SQLVEC_SEAL_ROWS", "100000") or 100000),
+                   help="rows per sealed segment (env SQLVEC_SEAL_ROWS)")
+    s.add_argument("--no-fsync", action="store_true", default=_env("SQLVEC_NO_FSYNC", "") == "1",
+                   help="do not fsync the WAL (unsafe: for benchmarks of the rest) (env SQLVEC_NO_FSYNC=1)")
+    s.add_argument("--log-level", default=_env("SQLVEC_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING (env SQLVEC_LOG_LEVEL)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        return serve(args)
+    return 2
+
+
+def serve(args: argparse.Namespace) -> int:
+    from sqlvec.engine import Engine
+    from storage import Store
+    from wire.server import start_server
+
+    log = logging.getLogger("sqlvec")
+    store = Store.open(args.data, seal_rows=args.seal_rows, fsync=not args.no_fsync)
+    engine = Engine(store)
+
+    async def run() -> None:
+        server = await start_server(engine, args.host, args.port, password=args.password)
+        port = server.sockets[0].getsockname()[1]
+        log.info("sqlvec listening on %s:%d, data in %s, auth %s", args.host, port, os.path.abspath(args.data),
+                 "scram-sha-256" if args.password else "trust")
+        print(f"sqlvec ready on {args.host}:{port}", file=sys.stderr, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        server.close()
+        await server.wait_closed()
+
+    try:
+        asyncio.run(run())
+    finally:
+        store.close()
+        log.info("sqlvec stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

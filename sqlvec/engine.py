@@ -1,0 +1,555 @@
+"""The engine: sessions, transactions and statement execution behind wire/'s Session interface.
+
+One :class:`Engine` per server owns the store, the plan cache and the caches shared by sessions.
+A :class:`Session` per connection keeps its settings, its open transaction and a DuckDB
+connection of its own. Statements are parsed and planned once per text (the plan cache is keyed
+by text, client parameter types and catalog version), and settings are read at execution.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from planner import parse as parser
+from planner.dialect import DUCKDB_MACROS
+from planner.errors import SqlError
+from planner.plan import CopyFrom, Plan, UtilityPlan
+from planner.planner import plan as make_plan
+from sqlvec import execute as X
+from sqlvec.results import describe
+from sqlvec.settings import SessionSettings, SettingError
+from sqlvec.transaction import Transaction
+from storage import DuplicateKeyError, NoSuchTableError, StorageError, Store, TableExistsError
+from wire.session import ColumnDesc, PgError, StartupInfo, StatementDesc
+
+log = logging.getLogger("sqlvec.engine")
+
+_EXTENSIONS = {"vector", "plpgsql"}
+
+
+def to_pg_error(e: Exception) -> PgError:
+    if isinstance(e, PgError):
+        return e
+    if isinstance(e, SqlError):
+        return PgError(e.sqlstate, e.message, position=e.position, detail=e.detail, hint=e.hint)
+    if isinstance(e, SettingError):
+        return PgError(e.sqlstate, e.message)
+    if isinstance(e, DuplicateKeyError):
+        return PgError("23505", f'duplicate key value violates unique constraint "{e.table}_pkey"',
+                       detail=f"Key {e.key_repr} already exists.")
+    if isinstance(e, NoSuchTableError):
+        return PgError("42P01", str(e))
+    if isinstance(e, TableExistsError):
+        return PgError("42P07", str(e))
+    if isinstance(e, duckdb.Error):
+        return X.duckdb_error(e)
+    if isinstance(e, StorageError):
+        return PgError("XX000", str(e))
+    log.exception("internal error")
+    return PgError("XX000", f"internal error: {type(e).__name__}: {e}")
+
+
+class Engine:
+    """The SessionFactory wire/ is given."""
+
+    def __init__(self, store: Store, *, plan_cache_size: int = 1024) -> None:
+        self.store = store
+        self.vectors = X.VectorCache()
+        self._plans: OrderedDict[tuple, tuple[int, Plan]] = OrderedDict()
+        self._parses: OrderedDict[str, list[parser.Statement]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.plan_cache_size = plan_cache_size
+        self.catalog_version = 0
+        self.plans_made = 0  # for tests: how often the planner ran
+
+    def open_session(self, startup: StartupInfo) -> Session:
+        return Session(self, startup)
+
+    def commit(self, ops: list[object]) -> int:
+        from storage import CreateTable, DropTable
+
+        lsn = self.store.commit(ops)
+        if any(isinstance(op, (CreateTable, DropTable)) for op in ops):
+            with self._cache_lock:
+                self.catalog_version += 1
+        return lsn
+
+    def parse(self, sql: str) -> list[parser.Statement]:
+        with self._cache_lock:
+            cached = self._parses.get(sql)
+            if cached is not None:
+                self._parses.move_to_end(sql)
+                return cached
+        statements = parser.parse(sql)
+        with self._cache_lock:
+            self._parses[sql] = statements
+            if len(self._parses) > self.plan_cache_size:
+                self._parses.popitem(last=False)
+        return statements
+
+    def plan(self, statement: parser.Statement, catalog: Any, oids: Sequence[int], txn: Transaction | None) -> Plan:
+        cacheable = txn is None or not txn.has_ddl
+        key = (statement.text, tuple(oids))
+        version = self.catalog_version
+        if cacheable:
+            with self._cache_lock:
+                hit = self._plans.get(key)
+                if hit is not None and hit[0] == version:
+                    self._plans.move_to_end(key)
+                    return hit[1]
+        p = make_plan(statement, catalog, oids)
+        self.plans_made += 1
+        if cacheable:
+            with self._cache_lock:
+                self._plans[key] = (version, p)
+                if len(self._plans) > self.plan_cache_size:
+                    self._plans.popitem(last=False)
+        return p
+
+
+class PreparedStatement:
+    def __init__(self, statement: parser.Statement | None, client_oids: Sequence[int], desc: StatementDesc) -> None:
+        self.statement = statement
+        self.client_oids = list(client_oids)
+        self.desc = desc
+
+
+class Execution:
+    """One statement's run: lazy until columns or rows are asked for, then fully materialised."""
+
+    def __init__(self, session: Session, statement: parser.Statement | None, client_oids: Sequence[int],
+                 params: Sequence[Any], *, last_of_implicit: bool = False) -> None:
+        self.session = session
+        self.statement = statement
+        self.client_oids = client_oids
+        self.params = params
+        self.last_of_implicit = last_of_implicit
+        self._plan: Plan | None = None
+        self._ran = False
+        self._rows: pa.Table | None = None
+        self._columns: list[ColumnDesc] | None = None
+        self._offset = 0
+        self._tag = ""
+        self.copy_in: CopySink | None = None
+        self.copy_in_columns = 0
+        self._closed = False
+        if statement is not None:
+            self._prepare_copy()
+
+    def _prepare_copy(self) -> None:
+        """COPY FROM STDIN must be known before the first fetch, so wire can start the sub-protocol."""
+        st = self.statement
+        if st is not None and st.ast is not None and isinstance(st.ast, exp.Copy):
+            plan = self.session.guarded(lambda: self.session.plan_for(st, self.client_oids))
+            if isinstance(plan, CopyFrom):
+                self._plan = plan
+                self.copy_in = CopySink(self, plan)
+                self.copy_in_columns = len(plan.columns)
+
+    # -- running --------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        if self._ran:
+            return
+        self._ran = True
+        if self.statement is None:
+            return
+        s = self.session
+        result = s.guarded(lambda: s.run_statement(self.statement, self.client_oids, self.params),
+                           implicit_last=self.last_of_implicit)
+        self._rows, self._tag = result.rows, result.tag
+        if result.rows is not None:
+            self._columns = describe(result.rows.schema, result.names, result.column_types)
+            if not self._tag:
+                self._tag = f"SELECT {result.rows.num_rows}"
+
+    @property
+    def columns(self) -> list[ColumnDesc] | None:
+        if self.copy_in is not None:
+            return None
+        self._run()
+        return self._columns
+
+    def fetch(self, max_rows: int) -> pa.RecordBatch | None:
+        self._run()
+        if self._rows is None:
+            return None
+        remaining = self._rows.num_rows - self._offset
+        n = remaining if max_rows <= 0 else min(max_rows, remaining)
+        if n <= 0:
+            return None
+        piece = self._rows.slice(self._offset, n).combine_chunks()
+        self._offset += n
+        batches = piece.to_batches()
+        if not batches:
+            return pa.RecordBatch.from_pylist([], schema=piece.schema)
+        return batches[0] if len(batches) == 1 else pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+    @property
+    def done(self) -> bool:
+        if not self._ran:
+            return False
+        return self._rows is None or self._offset >= self._rows.num_rows
+
+    @property
+    def command_tag(self) -> str:
+        return self._tag
+
+    def close(self) -> None:
+        self._closed = True
+        self._rows = None
+
+
+class CopySink:
+    """COPY ... FROM STDIN: collects the client's data, loads it at CopyDone."""
+
+    def __init__(self, execution: Execution, plan: CopyFrom) -> None:
+        self.execution = execution
+        self.plan = plan
+        self.chunks: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        self.chunks.append(bytes(data))
+
+    def finish(self) -> str:
+        s = self.execution.session
+        data = b"".join(self.chunks)
+        self.chunks = []
+        n = s.guarded(lambda: s.run_copy(self.plan, data), implicit_last=self.execution.last_of_implicit)
+        self.execution._ran = True
+        self.execution._tag = f"COPY {n}"
+        return self.execution._tag
+
+    def abort(self, reason: str) -> None:
+        self.chunks = []
+        self.execution._ran = True
+        self.execution.session.fail()
+
+
+class Session:
+    def __init__(self, engine: Engine, startup: StartupInfo) -> None:
+        self.engine = engine
+        self.user = startup.user
+        self.database = startup.database
+        self.settings = SessionSettings(startup.user, startup.options)
+        self.txn: Transaction | None = None
+        self.failed = False
+        self.implicit = False  # the transaction is the implicit one of a multi-statement query
+        self.notices: list[PgError] = []
+        self.cancelled = threading.Event()
+        self._first_report = True
+        self.con = duckdb.connect()
+        self.con.execute("SET TimeZone='UTC'")
+        for macro in DUCKDB_MACROS:
+            self.con.execute(macro)
+        self.con.execute("CREATE TABLE __settings (name VARCHAR, value VARCHAR)")
+        self.con.execute("CREATE MACRO sqlvec_setting(n) AS (SELECT value FROM __settings WHERE lower(name) = lower(n))")
+
+    # -- wire/ Session interface --------------------------------------------------------------------
+
+    @property
+    def transaction_status(self) -> str:
+        if self.failed:
+            return "E"
+        return "T" if self.txn is not None and not self.implicit else "I"
+
+    def take_parameter_changes(self) -> dict[str, str]:
+        if self._first_report:
+            self._first_report = False
+            self.settings.changed.clear()
+            return self.settings.reportable()
+        changed, self.settings.changed = self.settings.changed, {}
+        return changed
+
+    def take_notices(self) -> list[PgError]:
+        notices, self.notices = self.notices, []
+        return notices
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        try:
+            self.con.interrupt()
+        except Exception:  # noqa: BLE001 - nothing running is fine
+            pass
+
+    def close(self) -> None:
+        self.txn = None
+        try:
+            self.con.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def prepare(self, sql: str, param_oids: Sequence[int]) -> PreparedStatement:
+        def work() -> PreparedStatement:
+            statements = self.engine.parse(sql)
+            if len(statements) > 1:
+                raise PgError("42601", "cannot insert multiple commands into a prepared statement")
+            if not statements:
+                return PreparedStatement(None, param_oids, StatementDesc([], None))
+            st = statements[0]
+            self._check_failed(st)
+            plan = self.plan_for(st, param_oids)
+            oids = list(plan.param_oids)
+            for i, o in enumerate(param_oids):
+                if o:
+                    if i < len(oids):
+                        oids[i] = o
+                    else:
+                        oids.extend([25] * (i - len(oids)) + [o])
+            return PreparedStatement(st, param_oids, StatementDesc(oids, self._describe(plan, oids)))
+
+        return self.guarded(work)
+
+    def bind(self, statement: PreparedStatement, params: Sequence[Any]) -> Execution:
+        expected = len(statement.desc.param_oids)
+        if len(params) != expected:
+            raise PgError("08P01", f"bind message supplies {len(params)} parameters, "
+                                   f"but prepared statement requires {expected}")
+        return Execution(self, statement.statement, statement.client_oids, params)
+
+    def simple_query(self, sql: str) -> Sequence[Execution]:
+        statements = self.guarded(lambda: self.engine.parse(sql))
+        many = len(statements) > 1
+        if many and self.txn is None and not self.failed:
+            self.txn = Transaction()
+            self.implicit = True
+        return [Execution(self, st, (), (), last_of_implicit=many and i == len(statements) - 1)
+                for i, st in enumerate(statements)]
+
+    # -- planning and running -------------------------------------------------------------------
+
+    def guarded(self, work: Any, *, implicit_last: bool = False) -> Any:
+        """Run ``work``; errors become PgError and put an open transaction in the failed state."""
+        self.cancelled.clear()
+        try:
+            result = work()
+        except Exception as e:  # noqa: BLE001 - everything reaches the client as an ErrorResponse
+            err = to_pg_error(e)
+            self.fail()
+            raise err from None
+        if implicit_last and self.implicit:
+            self._end_implicit(commit=True)
+        return result
+
+    def fail(self) -> None:
+        if self.implicit:
+            self.txn = None
+            self.implicit = False
+            self.settings.end_transaction()
+        elif self.txn is not None:
+            self.failed = True
+
+    def _end_implicit(self, *, commit: bool) -> None:
+        txn, self.txn, self.implicit = self.txn, None, False
+        self.settings.end_transaction()
+        if commit and txn is not None and txn.ops:
+            try:
+                self.engine.commit(txn.storage_ops())
+            except Exception as e:  # noqa: BLE001
+                raise to_pg_error(e) from None
+
+    def _check_failed(self, st: parser.Statement) -> None:
+        if self.failed and not (st.utility and st.utility.kind in ("commit", "rollback")) and not (
+            st.ast is not None and isinstance(st.ast, (exp.Commit, exp.Rollback))
+        ):
+            raise PgError("25P02", "current transaction is aborted, commands ignored until end of transaction block")
+
+    def plan_for(self, st: parser.Statement, oids: Sequence[int]) -> Plan:
+        snapshot_catalog = self.engine.store.catalog
+        catalog = self.txn.catalog(snapshot_catalog) if self.txn else snapshot_catalog
+        return self.engine.plan(st, catalog, oids, self.txn)
+
+    def _context(self, params: Sequence[Any]) -> X.StatementContext:
+        self._sync_settings_table()
+        return X.StatementContext(self.engine, self.engine.store.snapshot(), self.txn, self.con, params,
+                                  self.settings, self.cancelled, self.notices)
+
+    def _sync_settings_table(self) -> None:
+        rows = [(k, v) for k, v in self.settings.values.items()] + list(self.settings.local.items())
+        key = tuple(rows)
+        if getattr(self, "_settings_key", None) == key:
+            return
+        self._settings_key = key
+        self.con.execute("DELETE FROM __settings")
+        self.con.executemany("INSERT INTO __settings VALUES (?, ?)", rows)
+
+    def _describe(self, plan: Plan, oids: list[int]) -> list[ColumnDesc] | None:
+        """RowDescription of a prepared statement before it runs: execute with NULL parameters, no rows."""
+        if isinstance(plan, UtilityPlan):
+            return [ColumnDesc(plan.utility.args.get("name", "setting").lower(), 25)] if plan.returns_rows else None
+        if not plan.returns_rows:
+            return None
+        from planner.plan import CountStar, Query, VectorTopK
+
+        ctx = self._context([None] * len(oids))
+        if isinstance(plan, VectorTopK):
+            schema = ctx.schema(plan.table)
+            empty = schema.arrow_schema().empty_table()
+            empty = empty.append_column(X.DUCK_ROWID, pa.array([], pa.int64())).append_column(
+                X.DISTANCE, pa.array([], pa.float64()))
+            proj = plan.projection
+            rows = ctx.run_query(proj, {"__topk": empty})
+            return describe(rows.schema, proj.names, proj.column_types)
+        if isinstance(plan, CountStar):
+            return [ColumnDesc(plan.name, 20, -1, 8)]
+        if isinstance(plan, Query):
+            limited = plan.ast.copy()
+            if isinstance(limited, exp.Select):
+                limited = limited.limit(0)
+            rows = ctx.run_sql(_with_views(ctx, plan, limited))
+            return describe(rows.schema, plan.names, plan.column_types)
+        returning = getattr(plan, "returning", None)
+        if returning is not None:
+            schema = ctx.schema(plan.table)  # type: ignore[attr-defined]
+            empty = schema.arrow_schema().empty_table().append_column(X.DUCK_ROWID, pa.array([], pa.int64()))
+            rows = ctx.run_query(returning, {schema.name: empty})
+            return describe(rows.schema, returning.names, returning.column_types)
+        return None
+
+    def run_statement(self, st: parser.Statement, oids: Sequence[int], params: Sequence[Any]) -> X.Result:
+        self._check_failed(st)
+        plan = self.plan_for(st, oids)
+        if isinstance(plan, UtilityPlan):
+            return self._run_utility(plan)
+        if isinstance(plan, CopyFrom):
+            raise PgError("08P01", "COPY FROM STDIN needs the COPY sub-protocol")
+        ctx = self._context(params)
+        return X.execute(plan, ctx)
+
+    def run_copy(self, plan: CopyFrom, data: bytes) -> int:
+        self._check_failed_plan()
+        return X.copy_rows(plan, self._context(()), data)
+
+    def _check_failed_plan(self) -> None:
+        if self.failed:
+            raise PgError("25P02", "current transaction is aborted, commands ignored until end of transaction block")
+
+    # -- utility statements -------------------------------------------------------------------------
+
+    def _run_utility(self, plan: UtilityPlan) -> X.Result:
+        u = plan.utility
+        handler = getattr(self, f"_u_{u.kind}")
+        return handler(u.args)
+
+    def _notice(self, sqlstate: str, message: str, severity: str = "WARNING") -> None:
+        self.notices.append(PgError(sqlstate, message, severity=severity))
+
+    def _u_begin(self, args: dict) -> X.Result:
+        if self.txn is not None and not self.implicit:
+            self._notice("25001", "there is already a transaction in progress")
+        elif self.txn is not None and self.implicit:
+            self.implicit = False  # BEGIN inside a multi-statement query makes the block explicit
+        else:
+            self.txn = Transaction()
+        return X.Result(None, "BEGIN")
+
+    def _u_commit(self, args: dict) -> X.Result:
+        if self.txn is None:
+            self._notice("25P01", "there is no transaction in progress")
+            return X.Result(None, "COMMIT")
+        txn, failed = self.txn, self.failed
+        self.txn, self.failed, self.implicit = None, False, False
+        self.settings.end_transaction()
+        if failed:
+            return X.Result(None, "ROLLBACK")
+        if txn.ops:
+            self.engine.commit(txn.storage_ops())
+        return X.Result(None, "COMMIT")
+
+    def _u_rollback(self, args: dict) -> X.Result:
+        if self.txn is None:
+            self._notice("25P01", "there is no transaction in progress")
+        self.txn, self.failed, self.implicit = None, False, False
+        self.settings.end_transaction()
+        return X.Result(None, "ROLLBACK")
+
+    def _u_set(self, args: dict) -> X.Result:
+        value = ", ".join(parser.unquote_value(v.strip()) for v in _split_values(args["value"]))
+        local = args.get("scope", "").upper() == "LOCAL"
+        if local and self.txn is None:
+            self._notice("25P01", "SET LOCAL can only be used in transaction blocks")
+            return X.Result(None, "SET")
+        if value.upper() == "DEFAULT":
+            self.settings.reset(args["name"])
+        else:
+            self.settings.set(args["name"], value, local=local)
+        return X.Result(None, "SET")
+
+    def _u_set_time_zone(self, args: dict) -> X.Result:
+        self.settings.set("TimeZone", parser.unquote_value(args["value"]), local=args.get("scope", "").upper() == "LOCAL")
+        return X.Result(None, "SET")
+
+    def _u_set_names(self, args: dict) -> X.Result:
+        self.settings.set("client_encoding", parser.unquote_value(args["value"]))
+        return X.Result(None, "SET")
+
+    def _u_set_transaction(self, args: dict) -> X.Result:
+        modes = args.get("modes", "").lower()
+        if "serializable" in modes or "repeatable read" in modes:
+            self._notice("0A000", "sqlvec runs every transaction at READ COMMITTED", "NOTICE")
+        return X.Result(None, "SET")
+
+    def _u_reset(self, args: dict) -> X.Result:
+        name = args["name"]
+        self.settings.reset("TimeZone" if name.lower().replace(" ", "") == "timezone" else name)
+        return X.Result(None, "RESET")
+
+    def _u_show(self, args: dict) -> X.Result:
+        name = args["name"]
+        if name.upper() == "ALL":
+            rows = self.settings.all()
+            t = pa.table({"name": [r[0] for r in rows], "setting": [r[1] for r in rows],
+                          "description": [r[2] for r in rows]})
+            return X.Result(t, "SHOW")
+        if name.lower().replace(" ", "") == "timezone":
+            name = "TimeZone"
+        if " " in name:  # TRANSACTION ISOLATION LEVEL
+            name = "transaction_isolation"
+        label, value = self.settings.show(name)
+        return X.Result(pa.table({label.lower(): [value]}), "SHOW")
+
+    def _u_discard(self, args: dict) -> X.Result:
+        return X.Result(None, f"DISCARD {args['what'].upper()}")
+
+    def _u_create_extension(self, args: dict) -> X.Result:
+        name = parser.unquote_identifier(args["name"])
+        if name not in _EXTENSIONS:
+            raise PgError("0A000", f'extension "{name}" is not available',
+                          hint="sqlvec provides the vector extension built in.")
+        return X.Result(None, "CREATE EXTENSION")
+
+    def _u_drop_extension(self, args: dict) -> X.Result:
+        name = parser.unquote_identifier(args["name"])
+        if name == "vector":
+            raise PgError("2BP01", 'cannot drop extension vector because sqlvec is built on it')
+        if not args.get("ie"):
+            raise PgError("42704", f'extension "{name}" does not exist')
+        return X.Result(None, "DROP EXTENSION")
+
+
+def _split_values(text: str) -> list[str]:
+    out, cur, quoted = [], "", False
+    for ch in text:
+        if ch == "'":
+            quoted = not quoted
+        if ch == "," and not quoted:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return out
+
+
+def _with_views(ctx: X.StatementContext, plan: Any, ast: exp.Expr) -> exp.Expr:
+    for name in plan.tables:
+        ctx.con.register(name, ctx.table(name))
+    return ast

@@ -1,0 +1,593 @@
+"""Executing plans: one function per plan class, looked up in ``EXECUTORS``.
+
+Each executor takes the plan and a :class:`StatementContext` (snapshot, the session's open
+transaction, its DuckDB connection, bound parameters) and returns a :class:`Result`: an Arrow
+table of rows (or None) and the command tag. Reads run in DuckDB over Arrow views of the snapshot;
+vector top-k runs exact search per segment; writes become storage operations.
+"""
+
+from __future__ import annotations
+
+import decimal
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlglot import exp
+
+from planner import params as P
+from planner.dialect import SqlVec, SqlVecDuckDB
+from planner.plan import CountStar, CopyFrom, CreateTable, Delete, DropTable, Insert, Plan, Query, VectorTopK
+from sqlvec import coerce
+from sqlvec.transaction import ROWID, Part, Transaction, snapshot_parts
+from storage import Snapshot
+from storage import flat
+from storage.types import TableSchema
+from wire.session import PgError
+
+if TYPE_CHECKING:
+    from sqlvec.engine import Engine
+
+DUCK_ROWID = "__rowid"
+DISTANCE = "__distance"
+
+
+@dataclass
+class Result:
+    rows: pa.Table | None
+    tag: str
+    names: dict[int, str] | None = None
+    column_types: dict | None = None
+
+
+class VectorCache:
+    """Dense matrices of segments' vector columns, keyed by (segment key, column)."""
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self._entries: OrderedDict[tuple[str, str], flat.VectorMatrix] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_entries = max_entries
+
+    def get(self, part: Part, column: str, dim: int) -> flat.VectorMatrix:
+        key = (part.key, column)
+        with self._lock:
+            vm = self._entries.get(key)
+            if vm is not None:
+                self._entries.move_to_end(key)
+                return vm
+        vm = flat.VectorMatrix.from_arrow(part.data.column(column), dim)
+        with self._lock:
+            self._entries[key] = vm
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return vm
+
+
+class StatementContext:
+    """What one statement runs against."""
+
+    def __init__(self, engine: Engine, snapshot: Snapshot, txn: Transaction | None, con: duckdb.DuckDBPyConnection,
+                 params: Sequence[Any], settings: Any, cancelled: threading.Event,
+                 notices: list[PgError] | None = None) -> None:
+        self.engine = engine
+        self.snapshot = snapshot
+        self.txn = txn
+        self.con = con
+        self.params = list(params)
+        self.settings = settings
+        self.cancelled = cancelled
+        self.notices = notices if notices is not None else []
+        self.catalog = txn.catalog(snapshot.catalog) if txn else snapshot.catalog
+
+    def check_cancel(self) -> None:
+        if self.cancelled.is_set():
+            raise PgError("57014", "canceling statement due to user request")
+
+    def schema(self, table: str) -> TableSchema:
+        s = self.catalog.get(table)
+        if s is None:
+            raise PgError("42P01", f'relation "{table}" does not exist')
+        return s
+
+    def parts(self, table: str) -> list[Part]:
+        if self.txn is not None:
+            return self.txn.parts(self.snapshot, table)
+        return snapshot_parts(self.snapshot, table)
+
+    def table(self, table: str) -> pa.Table:
+        """Every live row of ``table`` with its row id (as ``__rowid``), for DuckDB."""
+        schema = self.schema(table)
+        pieces = [p.live_table() for p in self.parts(table)]
+        names = [c.name for c in schema.columns] + [ROWID]
+        if not pieces:
+            empty = schema.arrow_schema().append(pa.field(ROWID, pa.int64()))
+            t = empty.empty_table()
+        else:
+            t = pa.concat_tables([p.select(names) for p in pieces])
+        return t.rename_columns([c.name for c in schema.columns] + [DUCK_ROWID])
+
+    # -- DuckDB ---------------------------------------------------------------------------------
+
+    def run_query(self, q: Query, views: dict[str, pa.Table] | None = None) -> pa.Table:
+        for name in q.tables:
+            if views is None or name not in views:
+                self.con.register(name, self.table(name))
+        for name, t in (views or {}).items():
+            self.con.register(name, t)
+        return self.run_sql(q.ast)
+
+    def run_sql(self, ast: exp.Expr) -> pa.Table:
+        sql, used = duckdb_sql(ast)
+        values = [duckdb_value(self.params[n - 1]) if n - 1 < len(self.params) else None for n in used]
+        self.check_cancel()
+        try:
+            rel = self.con.execute(sql, values) if values else self.con.execute(sql)
+            return rel.arrow().read_all() if hasattr(rel.arrow(), "read_all") else rel.arrow()
+        except duckdb.Error as e:
+            raise duckdb_error(e) from None
+
+
+_DUCKDB_SQL_CACHE: dict[int, tuple[exp.Expr, str, list[int]]] = {}
+
+
+def duckdb_sql(ast: exp.Expr) -> tuple[str, list[int]]:
+    """DuckDB text for a sqlvec-dialect tree, parameters renumbered 1..m; ``used`` maps back."""
+    cached = _DUCKDB_SQL_CACHE.get(id(ast))
+    if cached is not None and cached[0] is ast:
+        return cached[1], cached[2]
+    numbers = sorted({P.parameter_number(p) for p in P.parameters(ast)})
+    renumber = {n: i + 1 for i, n in enumerate(numbers)}
+    tree = ast.copy()
+    for p in P.parameters(tree):
+        p.set("this", exp.Literal.number(renumber[P.parameter_number(p)]))
+    tree = tree.transform(_rewrite_for_duckdb)
+    sql = tree.sql(SqlVecDuckDB)
+    if len(_DUCKDB_SQL_CACHE) > 4096:
+        _DUCKDB_SQL_CACHE.clear()
+    _DUCKDB_SQL_CACHE[id(ast)] = (ast, sql, numbers)
+    return sql, numbers
+
+
+def _rewrite_for_duckdb(e: exp.Expr) -> exp.Expr:
+    from sqlvec.settings import VERSION_STRING
+
+    if isinstance(e, exp.Anonymous) and e.name.lower() == "version" and not e.expressions:
+        return exp.Literal.string(VERSION_STRING)
+    if isinstance(e, exp.Anonymous) and e.name.lower() == "current_setting":
+        return exp.Anonymous(this="sqlvec_setting", expressions=e.expressions)
+    return e
+
+
+def duckdb_value(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.astype(np.float64).tolist()
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    return v
+
+
+def duckdb_error(e: duckdb.Error) -> PgError:
+    msg = str(e).split("\n")[0]
+    text = msg.split(": ", 1)[1] if ": " in msg else msg
+    if isinstance(e, duckdb.InterruptException):
+        return PgError("57014", "canceling statement due to user request")
+    if "list dimensions must be equal" in msg or "different vector dimensions" in msg:
+        import re
+        m = re.search(r"length '(\d+)' and right length '(\d+)'", msg)
+        dims = f" {m.group(1)} and {m.group(2)}" if m else ""
+        return PgError("22000", f"different vector dimensions{dims}")
+    if "Division by zero" in msg:
+        return PgError("22012", "division by zero")
+    if isinstance(e, duckdb.BinderException):
+        import re
+        m = re.search(r'Referenced column "?([^"\s]+)"? not found', msg)
+        if m:
+            return PgError("42703", f'column "{m.group(1)}" does not exist')
+        m = re.search(r"No function matches the given name and argument types '([^']*)'", msg)
+        if m:
+            return PgError("42883", f"function {m.group(1)} does not exist",
+                           hint="No function matches the given name and argument types.")
+        if "must appear in the GROUP BY clause" in msg:
+            return PgError("42803", text)
+        return PgError("42804", text)
+    if isinstance(e, duckdb.CatalogException):
+        import re
+        m = re.search(r"Table with name (\S+) does not exist", msg)
+        if m:
+            return PgError("42P01", f'relation "{m.group(1)}" does not exist')
+        m = re.search(r"Function with name (\S+) does not exist", msg)
+        if m:
+            return PgError("42883", f"function {m.group(1)} does not exist")
+        return PgError("42704", text)
+    if isinstance(e, duckdb.ConversionException):
+        if "out of range" in msg:
+            return PgError("22003", text)
+        return PgError("22P02", text)
+    if isinstance(e, duckdb.OutOfRangeException):
+        return PgError("22003", text)
+    if isinstance(e, duckdb.ParserException):
+        return PgError("42601", text)
+    if isinstance(e, duckdb.InvalidInputException):
+        return PgError("22023", text)
+    return PgError("XX000", text)
+
+
+# ---------------------------------------------------------------------------------------------
+# executors
+
+
+def run_query(plan: Query, ctx: StatementContext) -> Result:
+    return Result(ctx.run_query(plan), "", plan.names, plan.column_types)
+
+
+def run_count(plan: CountStar, ctx: StatementContext) -> Result:
+    ctx.schema(plan.table)
+    if ctx.txn is None or ctx.txn.created_here(plan.table):
+        n = 0 if ctx.txn is not None else ctx.snapshot.count(plan.table)
+        if ctx.txn is not None:
+            n = sum(p.data.num_rows if p.live is None else int(p.live.sum()) for p in ctx.parts(plan.table))
+    else:
+        n = sum(p.data.num_rows if p.live is None else int(p.live.sum()) for p in ctx.parts(plan.table))
+    return Result(pa.table({plan.name: pa.array([n], pa.int64())}), "", {0: plan.name})
+
+
+def constant_value(e: exp.Expr, params: Sequence[Any]) -> Any:
+    """A literal, parameter, or cast of one, as a Python value."""
+    while isinstance(e, (exp.Cast, exp.Paren)):
+        e = e.this
+    if isinstance(e, exp.Parameter):
+        n = P.parameter_number(e)
+        if n > len(params):
+            raise PgError("08P01", f"there is no parameter ${n}")
+        return params[n - 1]
+    if isinstance(e, exp.Null):
+        return None
+    if isinstance(e, exp.Boolean):
+        return e.this
+    if isinstance(e, exp.Neg):
+        v = constant_value(e.this, params)
+        return -v if v is not None else None
+    if isinstance(e, exp.Literal):
+        if e.is_string:
+            return e.this
+        text = e.this
+        try:
+            return int(text)
+        except ValueError:
+            return decimal.Decimal(text)
+    raise ValueError("not a constant")
+
+
+def _query_vector(plan: VectorTopK, ctx: StatementContext) -> np.ndarray:
+    v = constant_value(plan.query, ctx.params)
+    if v is None:
+        return None  # type: ignore[return-value]
+    if isinstance(v, str):
+        from storage.types import ColumnType
+        arr = coerce.parse_vector_text(pa.array([v]), ColumnType("vector"))
+        v = arr.values.to_numpy(zero_copy_only=False)
+    q = np.asarray(v, dtype=np.float32).ravel()
+    if plan.dim is not None and len(q) != plan.dim:
+        raise PgError("22000", f"different vector dimensions {plan.dim} and {len(q)}")
+    return q
+
+
+def _int_value(e: exp.Expr, ctx: StatementContext, what: str) -> int:
+    v = constant_value(e, ctx.params)
+    if v is None:
+        return -1
+    try:
+        n = int(v)
+    except (TypeError, ValueError):
+        raise PgError("22P02", f'invalid input syntax for type bigint: "{v}"') from None
+    if n < 0:
+        raise PgError("2201W" if what == "LIMIT" else "2201X", f"{what} must not be negative")
+    return n
+
+
+def run_vector_topk(plan: VectorTopK, ctx: StatementContext) -> Result:
+    schema = ctx.schema(plan.table)
+    limit = _int_value(plan.limit, ctx, "LIMIT")
+    offset = _int_value(plan.offset, ctx, "OFFSET") if plan.offset is not None else 0
+    q = _query_vector(plan, ctx)
+    parts = ctx.parts(plan.table)
+    want = (limit if limit >= 0 else 1 << 62) + offset
+    alias = plan.projection.ast.args["from_"].this.alias
+    chosen: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (part index, positions, dists, rowids)
+    null_rows: list[tuple[int, np.ndarray, np.ndarray]] = []
+    for i, part in enumerate(parts):
+        ctx.check_cancel()
+        allowed = part.live
+        if plan.filter is not None:
+            mask = _filter_mask(plan, part, alias, ctx)
+            allowed = mask if allowed is None else (allowed & mask)
+        rowids = part.data.column(ROWID).to_numpy()
+        if q is None:  # distance to NULL is NULL for every row
+            vm_valid = np.zeros(part.data.num_rows, bool)
+        else:
+            vm = ctx.engine.vectors.get(part, plan.column, plan.dim or len(q))
+            pos, dist = flat.topk(vm, allowed, q, min(want, part.data.num_rows), plan.metric)
+            chosen.append((i, pos, dist, rowids[pos]))
+            vm_valid = vm.valid
+        nulls = ~vm_valid if allowed is None else (~vm_valid & allowed)
+        if nulls.any():
+            npos = np.flatnonzero(nulls)
+            null_rows.append((i, npos, rowids[npos]))
+    part_idx = np.concatenate([np.full(len(c[1]), c[0]) for c in chosen]) if chosen else np.zeros(0, int)
+    positions = np.concatenate([c[1] for c in chosen]) if chosen else np.zeros(0, np.int64)
+    dists = np.concatenate([c[2] for c in chosen]) if chosen else np.zeros(0)
+    rowids = np.concatenate([c[3] for c in chosen]) if chosen else np.zeros(0, np.int64)
+    nan = np.isnan(dists)
+    order = np.lexsort((rowids, np.where(nan, 0.0, dists), nan))[:want]
+    part_idx, positions, dists, rowids = part_idx[order], positions[order], dists[order], rowids[order]
+    has_dist = np.ones(len(order), bool)
+    if len(order) < want and null_rows:
+        n_idx = np.concatenate([np.full(len(r[1]), r[0]) for r in null_rows])
+        n_pos = np.concatenate([r[1] for r in null_rows])
+        n_ids = np.concatenate([r[2] for r in null_rows])
+        o = np.argsort(n_ids, kind="stable")[: want - len(order)]
+        part_idx = np.concatenate([part_idx, n_idx[o]])
+        positions = np.concatenate([positions, n_pos[o]])
+        dists = np.concatenate([dists, np.zeros(len(o))])
+        rowids = np.concatenate([rowids, n_ids[o]])
+        has_dist = np.concatenate([has_dist, np.zeros(len(o), bool)])
+    sl = slice(offset, offset + limit if limit >= 0 else None)
+    part_idx, positions, dists, rowids, has_dist = (a[sl] for a in (part_idx, positions, dists, rowids, has_dist))
+    names = [c.name for c in schema.columns]
+    pieces = []
+    for i in np.unique(part_idx):
+        sel = part_idx == i
+        pieces.append(parts[i].data.select(names).take(pa.array(positions[sel])))
+    if pieces:
+        winners = pa.concat_tables(pieces)
+        # concat grouped rows by part; restore the merged order
+        regroup = np.concatenate([np.flatnonzero(part_idx == i) for i in np.unique(part_idx)])
+        winners = winners.take(pa.array(np.argsort(regroup, kind="stable")))
+    else:
+        winners = schema.arrow_schema().empty_table()
+    winners = winners.append_column(DUCK_ROWID, pa.array(rowids, pa.int64()))
+    winners = winners.append_column(DISTANCE, pa.array(dists, pa.float64(), mask=~has_dist))
+    rows = ctx.run_query(plan.projection, {"__topk": winners})
+    return Result(rows, "", plan.projection.names, plan.projection.column_types)
+
+
+def _filter_mask(plan: VectorTopK, part: Part, alias: str, ctx: StatementContext) -> np.ndarray:
+    schema = ctx.schema(plan.table)
+    names = [c.name for c in schema.columns]
+    view = part.data.select(names + [ROWID]).rename_columns(names + [DUCK_ROWID])
+    ctx.con.register("__part", view)
+    select = exp.Select(expressions=[exp.alias_(plan.filter.copy(), "m")]).from_(
+        exp.Table(this=exp.to_identifier("__part"), alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True))))
+    out = ctx.run_sql(select).column(0)
+    return np.asarray(pc.fill_null(out.cast(pa.bool_()), False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+# -- writes ---------------------------------------------------------------------------------------
+
+
+def commit_or_buffer(ctx: StatementContext, ops: list[object]) -> None:
+    from storage import CreateTable as CreateOp, Delete as DeleteOp, DropTable as DropOp, Insert as InsertOp
+
+    if ctx.txn is not None:
+        for op in ops:
+            if isinstance(op, InsertOp):
+                ctx.txn.insert(op.table, op.data if isinstance(op.data, pa.Table) else pa.Table.from_batches([op.data]))
+            elif isinstance(op, DeleteOp):
+                ctx.txn.delete(op.table, op.row_ids)
+            elif isinstance(op, CreateOp):
+                ctx.txn.create_table(op.schema)
+            elif isinstance(op, DropOp):
+                ctx.txn.drop_table(op.name)
+        return
+    ctx.engine.commit(ops)
+
+
+def build_rows(ctx: StatementContext, schema: TableSchema, columns: list[str], arrays: dict[str, pa.Array],
+               n: int, defaults: dict[str, np.ndarray] | None = None) -> pa.Table:
+    """Target-column values -> a full row batch of ``schema``: coercion, DEFAULTs, identity, NOT NULL."""
+    out = []
+    for col in schema.columns:
+        if col.name in arrays:
+            arr = coerce.coerce(arrays[col.name], col.type, column=col.name)
+            use_default = (defaults or {}).get(col.name)
+            if col.identity == "always" and (use_default is None or not use_default.all()):
+                raise PgError("428C9", f'cannot insert a non-DEFAULT value into column "{col.name}"',
+                              detail=f'Column "{col.name}" is an identity column defined as GENERATED ALWAYS.',
+                              hint="Use OVERRIDING SYSTEM VALUE to override.")
+            if use_default is not None and use_default.any():
+                filler = _default_values(ctx, schema, col, n)
+                arr = pc.if_else(pa.array(use_default), filler, arr)
+        else:
+            arr = _default_values(ctx, schema, col, n)
+        if col.not_null and arr.null_count:
+            raise PgError("23502", f'null value in column "{col.name}" of relation "{schema.name}" violates '
+                                   "not-null constraint")
+        out.append(arr)
+    return pa.Table.from_arrays(out, schema=schema.arrow_schema())
+
+
+def _default_values(ctx: StatementContext, schema: TableSchema, col: Any, n: int) -> pa.Array:
+    if col.identity is not None:
+        return pa.array(ctx.engine.store.next_values(schema.name, col.name, n)).cast(col.type.arrow())
+    if col.default is None:
+        return pa.nulls(n, col.type.arrow())
+    import sqlglot
+
+    expr = sqlglot.parse_one(col.default, dialect=SqlVec)
+    select = exp.Select(expressions=[exp.alias_(expr, "v")]).from_(
+        exp.Table(this=exp.Anonymous(this="range", expressions=[exp.Literal.number(n)])))
+    value = ctx.run_sql(select).column(0)
+    return coerce.coerce(value, col.type, column=col.name)
+
+
+def run_insert(plan: Insert, ctx: StatementContext) -> Result:
+    from storage import Insert as InsertOp
+
+    schema = ctx.schema(plan.table)
+    arrays: dict[str, pa.Array] = {}
+    defaults: dict[str, np.ndarray] = {}
+    if plan.rows is not None:
+        n = len(plan.rows)
+        try:
+            for j, col in enumerate(plan.columns):
+                values = []
+                is_default = np.zeros(n, bool)
+                for i, row in enumerate(plan.rows):
+                    if j >= len(row) or (isinstance(row[j], exp.Var) and row[j].name.upper() == "DEFAULT"):
+                        is_default[i] = True
+                        values.append(None)
+                    else:
+                        values.append(constant_value(row[j], ctx.params))
+                ctype = schema.column(col).type  # type: ignore[union-attr]
+                arrays[col] = coerce.from_python(values, ctype)
+                if is_default.any():
+                    defaults[col] = is_default
+        except ValueError:  # expressions: evaluate the VALUES list in DuckDB
+            arrays, defaults, n = _values_by_duckdb(plan, ctx, schema)
+    else:
+        assert plan.source is not None
+        src = ctx.run_query(plan.source)
+        if src.num_columns != len(plan.columns):
+            raise PgError("42601", "INSERT has more expressions than target columns"
+                          if src.num_columns > len(plan.columns) else "INSERT has more target columns than expressions")
+        n = src.num_rows
+        arrays = {col: src.column(i) for i, col in enumerate(plan.columns)}
+    data = build_rows(ctx, schema, plan.columns, arrays, n, defaults)
+    if plan.on_conflict_do_nothing and schema.primary_key:
+        data = _drop_conflicts(ctx, schema, data)
+    if data.num_rows:
+        commit_or_buffer(ctx, [InsertOp(schema.name, data)])
+    rows = None
+    if plan.returning is not None:
+        rows = ctx.run_query(plan.returning, {schema.name: data.append_column(DUCK_ROWID, pa.nulls(data.num_rows, pa.int64()))})
+    return Result(rows, f"INSERT 0 {data.num_rows}",
+                  plan.returning.names if plan.returning else None,
+                  plan.returning.column_types if plan.returning else None)
+
+
+def _values_by_duckdb(plan: Insert, ctx: StatementContext, schema: TableSchema):
+    assert plan.rows is not None
+    n = len(plan.rows)
+    width = len(plan.columns)
+    defaults: dict[str, np.ndarray] = {c: np.zeros(n, bool) for c in plan.columns}
+    tuples = []
+    for i, row in enumerate(plan.rows):
+        items = []
+        for j in range(width):
+            e = row[j] if j < len(row) else exp.Var(this="DEFAULT")
+            if isinstance(e, exp.Var) and e.name.upper() == "DEFAULT":
+                defaults[plan.columns[j]][i] = True
+                items.append(exp.Null())
+            else:
+                items.append(e.copy())
+        tuples.append(exp.Tuple(expressions=items))
+    cols = [f"c{j}" for j in range(width)]
+    values = exp.Values(expressions=tuples, alias=exp.TableAlias(this=exp.to_identifier("v"),
+                                                                  columns=[exp.to_identifier(c) for c in cols]))
+    select = exp.Select(expressions=[exp.Star()]).from_(values)
+    t = ctx.run_sql(select)
+    arrays = {col: t.column(j) for j, col in enumerate(plan.columns)}
+    return arrays, {c: m for c, m in defaults.items() if m.any()}, n
+
+
+def _drop_conflicts(ctx: StatementContext, schema: TableSchema, data: pa.Table) -> pa.Table:
+    keys = data.select(list(schema.primary_key))
+    existing = ctx.engine.store.lookup_row_ids(schema.name, keys) if not (
+        ctx.txn and ctx.txn.created_here(schema.name)) else np.full(data.num_rows, -1)
+    keep = np.asarray(existing) < 0
+    # within the batch, the first row with a key wins
+    if len(schema.primary_key) == 1:
+        col = keys.column(0).combine_chunks()
+        first = np.zeros(data.num_rows, bool)
+        _, idx = np.unique(np.asarray(pc.dictionary_encode(col).indices), return_index=True)
+        first[idx] = True
+        keep &= first
+    return data.filter(pa.array(keep))
+
+
+def run_delete(plan: Delete, ctx: StatementContext) -> Result:
+    from storage import Delete as DeleteOp
+
+    schema = ctx.schema(plan.table)
+    full = ctx.table(plan.table)
+    selected = ctx.run_query(plan.rows, {plan.table: full})
+    ids = selected.column(0).to_numpy()
+    rows = None
+    if plan.returning is not None:
+        gone = full.filter(pc.is_in(full.column(DUCK_ROWID), pa.array(ids)))
+        rows = ctx.run_query(plan.returning, {schema.name: gone})
+    if len(ids):
+        if ctx.txn is not None:
+            ctx.txn.delete(plan.table, ids)
+        else:
+            commit_or_buffer(ctx, [DeleteOp(plan.table, ids)])
+    return Result(rows, f"DELETE {len(ids)}",
+                  plan.returning.names if plan.returning else None,
+                  plan.returning.column_types if plan.returning else None)
+
+
+def run_create_table(plan: CreateTable, ctx: StatementContext) -> Result:
+    from storage import CreateTable as CreateOp
+
+    if plan.schema.name in ctx.catalog:
+        if plan.if_not_exists:
+            ctx.notices.append(PgError("42P07", f'relation "{plan.schema.name}" already exists, skipping',
+                                      severity="NOTICE"))
+            return Result(None, "CREATE TABLE")
+        raise PgError("42P07", f'relation "{plan.schema.name}" already exists')
+    commit_or_buffer(ctx, [CreateOp(plan.schema)])
+    return Result(None, "CREATE TABLE")
+
+
+def run_drop_table(plan: DropTable, ctx: StatementContext) -> Result:
+    from storage import DropTable as DropOp
+
+    ops = []
+    for name in plan.names:
+        if name not in ctx.catalog:
+            if plan.if_exists:
+                ctx.notices.append(PgError("00000", f'table "{name}" does not exist, skipping', severity="NOTICE"))
+                continue
+            raise PgError("42P01", f'table "{name}" does not exist')
+        ops.append(DropOp(name))
+    if ops:
+        commit_or_buffer(ctx, ops)
+    return Result(None, "DROP TABLE")
+
+
+EXECUTORS: dict[type, Callable[[Any, StatementContext], Result]] = {
+    Query: run_query,
+    CountStar: run_count,
+    VectorTopK: run_vector_topk,
+    Insert: run_insert,
+    Delete: run_delete,
+    CreateTable: run_create_table,
+    DropTable: run_drop_table,
+}
+
+
+def execute(plan: Plan, ctx: StatementContext) -> Result:
+    return EXECUTORS[type(plan)](plan, ctx)
+
+
+def copy_rows(plan: CopyFrom, ctx: StatementContext, data: bytes) -> int:
+    """COPY ... FROM STDIN text data -> rows inserted."""
+    from storage import Insert as InsertOp
+    from wire.copy_text import decode_copy_text
+
+    schema = ctx.schema(plan.table)
+    cols = [schema.column(c) for c in plan.columns]
+    table = decode_copy_text(data, [c.name for c in cols], [c.type.oid for c in cols],  # type: ignore[union-attr]
+                             [c.type.arrow() for c in cols], delimiter=plan.delimiter, null=plan.null)  # type: ignore[union-attr]
+    arrays = {c: table.column(i) for i, c in enumerate(plan.columns)}
+    rows = build_rows(ctx, schema, plan.columns, arrays, table.num_rows)
+    if rows.num_rows:
+        commit_or_buffer(ctx, [InsertOp(schema.name, rows)])
+    return rows.num_rows

@@ -1,0 +1,154 @@
+"""A session's open transaction: pending writes, and the view of tables they give its statements.
+
+Writes are buffered here until COMMIT, then handed to storage as one atomic commit. A statement
+inside the transaction sees a fresh committed snapshot (READ COMMITTED) with this transaction's
+own pending inserts added and pending deletes removed. Rows inserted by the transaction carry
+temporary negative row ids until commit, so that a later DELETE in the same transaction can name
+them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from storage import CreateTable, Delete, DropTable, Insert, Snapshot
+from storage.types import TableSchema
+
+ROWID = "_rowid"
+
+
+@dataclass
+class Part:
+    """A piece of a table visible to one statement: rows, their ids, and which are live.
+
+    ``key`` identifies ``data`` for caches (same key, same rows); ``live`` None means all live.
+    """
+
+    key: str
+    data: pa.Table  # user columns + ROWID
+    live: np.ndarray | None
+
+    def live_table(self) -> pa.Table:
+        if self.live is None:
+            return self.data
+        return self.data.filter(pa.array(self.live))
+
+
+@dataclass
+class _PendingInsert:
+    table: str
+    data: pa.Table  # user columns + ROWID (temporary, negative)
+
+
+@dataclass
+class Transaction:
+    ops: list[object] = field(default_factory=list)  # CreateTable | DropTable | _PendingInsert | Delete
+    next_temp_id: int = -1
+    generation: int = 0
+
+    # -- catalog -------------------------------------------------------------------------------
+
+    def catalog(self, base: Mapping[str, TableSchema]) -> dict[str, TableSchema]:
+        cat = dict(base)
+        for op in self.ops:
+            if isinstance(op, CreateTable):
+                cat[op.schema.name] = op.schema
+            elif isinstance(op, DropTable):
+                cat.pop(op.name, None)
+        return cat
+
+    @property
+    def has_ddl(self) -> bool:
+        return any(isinstance(op, (CreateTable, DropTable)) for op in self.ops)
+
+    def created_here(self, table: str) -> bool:
+        created = False
+        for op in self.ops:
+            if isinstance(op, CreateTable) and op.schema.name == table:
+                created = True
+            elif isinstance(op, DropTable) and op.name == table:
+                created = False
+        return created
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def create_table(self, schema: TableSchema) -> None:
+        self.ops.append(CreateTable(schema))
+        self.generation += 1
+
+    def drop_table(self, name: str) -> None:
+        self.ops = [op for op in self.ops if _table_of(op) != name]
+        self.ops.append(DropTable(name))
+        self.generation += 1
+
+    def insert(self, table: str, data: pa.Table) -> None:
+        n = data.num_rows
+        ids = np.arange(self.next_temp_id, self.next_temp_id - n, -1, dtype=np.int64)
+        self.next_temp_id -= n
+        self.ops.append(_PendingInsert(table, data.append_column(ROWID, pa.array(ids))))
+        self.generation += 1
+
+    def delete(self, table: str, row_ids: np.ndarray) -> None:
+        committed = row_ids[row_ids >= 0]
+        temp = row_ids[row_ids < 0]
+        if len(temp):
+            ops = []
+            for op in self.ops:
+                if isinstance(op, _PendingInsert) and op.table == table:
+                    keep = pc.invert(pc.is_in(op.data.column(ROWID), pa.array(temp)))
+                    op = _PendingInsert(table, op.data.filter(keep))
+                ops.append(op)
+            self.ops = ops
+        if len(committed):
+            self.ops.append(Delete(table, committed))
+        self.generation += 1
+
+    def storage_ops(self) -> list[object]:
+        """The transaction as storage operations, in order, ready for one commit."""
+        out: list[object] = []
+        for op in self.ops:
+            if isinstance(op, _PendingInsert):
+                if op.data.num_rows:
+                    out.append(Insert(op.table, op.data.drop_columns([ROWID])))
+            else:
+                out.append(op)
+        return out
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def parts(self, snapshot: Snapshot, table: str) -> list[Part]:
+        parts: list[Part] = []
+        if not self.created_here(table):
+            deleted = [op.row_ids for op in self.ops if isinstance(op, Delete) and op.table == table]
+            gone = np.concatenate(deleted) if deleted else None
+            for seg in snapshot.segments(table):
+                live = seg.live
+                if gone is not None and len(gone):
+                    hit = np.asarray(pc.is_in(seg.data.column(ROWID), pa.array(gone)))
+                    if hit.any():
+                        live = (np.ones(seg.data.num_rows, bool) if live is None else live.copy()) & ~hit
+                        parts.append(Part(f"{seg.segment_id}", seg.data, live))
+                        continue
+                parts.append(Part(seg.segment_id, seg.data, live))
+        for i, op in enumerate(self.ops):
+            if isinstance(op, _PendingInsert) and op.table == table and op.data.num_rows:
+                parts.append(Part(f"txn-{id(self)}-{self.generation}-{i}", op.data, None))
+        return parts
+
+
+def _table_of(op: object) -> str | None:
+    if isinstance(op, _PendingInsert):
+        return op.table
+    if isinstance(op, (Insert, Delete)):
+        return op.table
+    return None
+
+
+def snapshot_parts(snapshot: Snapshot, table: str) -> list[Part]:
+    """Parts of a table outside any transaction: the committed snapshot as it is."""
+    return [Part(seg.segment_id, seg.data, seg.live) for seg in snapshot.segments(table)]
