@@ -132,12 +132,16 @@ class SqlVecDuckDB(DuckDB):
 # Distances are computed in double precision and returned as double, as pgvector returns float8.
 DUCKDB_MACROS: tuple[str, ...] = (
     "CREATE OR REPLACE MACRO sqlvec_vec(a) AS CAST(a AS DOUBLE[])",
-    "CREATE OR REPLACE MACRO l2_distance(a, b) AS list_distance(sqlvec_vec(a), sqlvec_vec(b))",
-    "CREATE OR REPLACE MACRO negative_inner_product(a, b) AS "
-    "list_negative_inner_product(sqlvec_vec(a), sqlvec_vec(b))",
-    "CREATE OR REPLACE MACRO inner_product(a, b) AS list_inner_product(sqlvec_vec(a), sqlvec_vec(b))",
-    "CREATE OR REPLACE MACRO cosine_distance(a, b) AS list_cosine_distance(sqlvec_vec(a), sqlvec_vec(b))",
-    "CREATE OR REPLACE MACRO l1_distance(a, b) AS CASE WHEN len(sqlvec_vec(a)) <> len(sqlvec_vec(b)) "
+    "CREATE OR REPLACE MACRO l2_distance(a, b) AS CASE WHEN a IS NULL OR b IS NULL THEN NULL "
+    "ELSE list_distance(sqlvec_vec(a), sqlvec_vec(b)) END",
+    "CREATE OR REPLACE MACRO negative_inner_product(a, b) AS CASE WHEN a IS NULL OR b IS NULL THEN NULL "
+    "ELSE list_negative_inner_product(sqlvec_vec(a), sqlvec_vec(b)) END",
+    "CREATE OR REPLACE MACRO inner_product(a, b) AS CASE WHEN a IS NULL OR b IS NULL THEN NULL "
+    "ELSE list_inner_product(sqlvec_vec(a), sqlvec_vec(b)) END",
+    "CREATE OR REPLACE MACRO cosine_distance(a, b) AS CASE WHEN a IS NULL OR b IS NULL THEN NULL "
+    "ELSE list_cosine_distance(sqlvec_vec(a), sqlvec_vec(b)) END",
+    "CREATE OR REPLACE MACRO l1_distance(a, b) AS CASE WHEN a IS NULL OR b IS NULL THEN NULL "
+    "WHEN len(sqlvec_vec(a)) <> len(sqlvec_vec(b)) "
     "THEN error('different vector dimensions ' || len(sqlvec_vec(a)) || ' and ' || len(sqlvec_vec(b))) "
     "ELSE list_sum(list_transform(list_zip(sqlvec_vec(a), sqlvec_vec(b)), lambda x: abs(x[1] - x[2]))) END",
     "CREATE OR REPLACE MACRO vector_dims(a) AS CAST(len(sqlvec_vec(a)) AS INTEGER)",

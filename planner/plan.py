@@ -36,6 +36,11 @@ class Query(Plan):
     names: dict[int, str] = field(default_factory=dict)
     returns_rows = True
 
+    @property
+    def uses_rowid(self) -> bool:
+        """Whether the query reads the ``__rowid`` pseudo-column (DELETE does; user queries do not)."""
+        return any(c.name == "__rowid" for c in self.ast.find_all(exp.Column))
+
 
 @dataclass
 class CountStar(Plan):

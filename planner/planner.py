@@ -190,6 +190,10 @@ def _figure_name(e: exp.Expr) -> str:
         return e.name.lower()
     if isinstance(e, exp.Case):
         return "case"
+    if isinstance(e, exp.CurrentVersion):
+        return "version"
+    if isinstance(e, exp.CurrentTimestamp):
+        return "now"
     if isinstance(e, exp.Func):
         return e.sql_name().lower()
     return "?column?"

@@ -121,7 +121,7 @@ def _duckdb_cast(arr: pa.Array, duck_type: str, ctype: ColumnType) -> pa.Array:
     try:
         con.execute("SET TimeZone='UTC'")
         con.register("src", pa.table({"v": arr}))
-        return con.sql(f"SELECT CAST(v AS {duck_type}) AS v FROM src").arrow().read_all().column(0).combine_chunks()
+        return con.sql(f"SELECT CAST(v AS {duck_type}) AS v FROM src").to_arrow_table().column(0).combine_chunks()
     except duckdb.ConversionException as e:
         raise _conversion_error(str(e), ctype) from None
     except duckdb.Error as e:

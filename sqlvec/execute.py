@@ -101,24 +101,26 @@ class StatementContext:
             return self.txn.parts(self.snapshot, table)
         return snapshot_parts(self.snapshot, table)
 
-    def table(self, table: str) -> pa.Table:
-        """Every live row of ``table`` with its row id (as ``__rowid``), for DuckDB."""
+    def table(self, table: str, *, with_rowid: bool = False) -> pa.Table:
+        """Every live row of ``table`` for DuckDB, with its row id as ``__rowid`` if asked."""
         schema = self.schema(table)
         pieces = [p.live_table() for p in self.parts(table)]
-        names = [c.name for c in schema.columns] + [ROWID]
+        names = [c.name for c in schema.columns] + ([ROWID] if with_rowid else [])
         if not pieces:
-            empty = schema.arrow_schema().append(pa.field(ROWID, pa.int64()))
+            empty = schema.arrow_schema()
+            if with_rowid:
+                empty = empty.append(pa.field(ROWID, pa.int64()))
             t = empty.empty_table()
         else:
             t = pa.concat_tables([p.select(names) for p in pieces])
-        return t.rename_columns([c.name for c in schema.columns] + [DUCK_ROWID])
+        return t.rename_columns([c.name for c in schema.columns] + ([DUCK_ROWID] if with_rowid else []))
 
     # -- DuckDB ---------------------------------------------------------------------------------
 
     def run_query(self, q: Query, views: dict[str, pa.Table] | None = None) -> pa.Table:
         for name in q.tables:
             if views is None or name not in views:
-                self.con.register(name, self.table(name))
+                self.con.register(name, self.table(name, with_rowid=q.uses_rowid))
         for name, t in (views or {}).items():
             self.con.register(name, t)
         return self.run_sql(q.ast)
@@ -128,8 +130,8 @@ class StatementContext:
         values = [duckdb_value(self.params[n - 1]) if n - 1 < len(self.params) else None for n in used]
         self.check_cancel()
         try:
-            rel = self.con.execute(sql, values) if values else self.con.execute(sql)
-            return rel.arrow().read_all() if hasattr(rel.arrow(), "read_all") else rel.arrow()
+            rel = self.con.sql(sql, params=values) if values else self.con.sql(sql)
+            return rel.to_arrow_table()
         except duckdb.Error as e:
             raise duckdb_error(e) from None
 
@@ -158,7 +160,7 @@ def duckdb_sql(ast: exp.Expr) -> tuple[str, list[int]]:
 def _rewrite_for_duckdb(e: exp.Expr) -> exp.Expr:
     from sqlvec.settings import VERSION_STRING
 
-    if isinstance(e, exp.Anonymous) and e.name.lower() == "version" and not e.expressions:
+    if isinstance(e, exp.CurrentVersion):
         return exp.Literal.string(VERSION_STRING)
     if isinstance(e, exp.Anonymous) and e.name.lower() == "current_setting":
         return exp.Anonymous(this="sqlvec_setting", expressions=e.expressions)
@@ -516,7 +518,7 @@ def run_delete(plan: Delete, ctx: StatementContext) -> Result:
     from storage import Delete as DeleteOp
 
     schema = ctx.schema(plan.table)
-    full = ctx.table(plan.table)
+    full = ctx.table(plan.table, with_rowid=True)
     selected = ctx.run_query(plan.rows, {plan.table: full})
     ids = selected.column(0).to_numpy()
     rows = None

@@ -1,0 +1,83 @@
+"""Bad input gets the right SQLSTATE, changes nothing, and the server keeps serving."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+
+import psycopg
+import pytest
+
+
+@pytest.fixture()
+def items(conn, table_name):
+    conn.execute(f"CREATE TABLE {table_name} (id int PRIMARY KEY, e vector(3))")
+    conn.execute(f"INSERT INTO {table_name} VALUES (1, '[1,2,3]')")
+    return table_name
+
+
+@pytest.mark.pg_compatible
+@pytest.mark.parametrize("sql, sqlstate", [
+    ("INSERT INTO {t} VALUES (2, '[1,2]')", "22000"),            # wrong dimension
+    ("INSERT INTO {t} VALUES (2, '[1,NaN,3]')", "22000"),        # NaN
+    ("INSERT INTO {t} VALUES (2, '[1,Infinity,3]')", "22000"),   # Inf
+    ("INSERT INTO {t} VALUES (2, '1,2,3')", "22P02"),           # malformed vector
+    ("SELECT * FROM no_such_table", "42P01"),
+    ("SELECT no_such_column FROM {t}", "42703"),
+    ("INSERT INTO {t} VALUES ('abc', '[1,2,3]')", "22P02"),      # type mismatch
+    ("INSERT INTO {t} VALUES (1, '[4,5,6]')", "23505"),          # duplicate key
+    ("SELEC 1", "42601"),
+    ("INSERT INTO {t} VALUES (99999999999, '[1,2,3]')", "22003"),
+])
+def test_error_sqlstate_and_nothing_changes(conn, items, sql, sqlstate):
+    with pytest.raises(psycopg.Error) as e:
+        conn.execute(sql.format(t=items))
+    assert e.value.sqlstate == sqlstate, e.value
+    assert conn.execute(f"SELECT id, e::text FROM {items}").fetchall() == [(1, "[1,2,3]")]
+
+
+def test_messages_name_what_is_wrong(conn, items):
+    with pytest.raises(psycopg.errors.DataException, match="expected 3 dimensions, not 2"):
+        conn.execute(f"INSERT INTO {items} VALUES (2, '[1,2]')")
+    with pytest.raises(psycopg.errors.UniqueViolation) as e:
+        conn.execute(f"INSERT INTO {items} VALUES (1, '[1,2,3]')")
+    assert e.value.diag.message_detail == "Key (id)=(1) already exists."
+    with pytest.raises(psycopg.errors.SyntaxError) as e:
+        conn.execute("SELECT * FROM WHERE")
+    assert e.value.diag.statement_position is not None
+
+
+def test_random_bytes_on_a_socket_do_not_disturb_others(server, items):
+    rng = os.urandom
+    with psycopg.connect(server.dsn, autocommit=True) as good:
+        for i in range(20):
+            s = socket.create_connection((server.host, server.port))
+            payload = rng(64 + i * 37)
+            if i % 3 == 0:  # a valid startup, then garbage
+                params = b"user\x00postgres\x00database\x00sqlvec\x00\x00"
+                s.sendall(struct.pack("!ii", 8 + len(params), 196608) + params + payload)
+            elif i % 3 == 1:  # an absurd length
+                s.sendall(struct.pack("!i", 0x7FFFFFF0) + payload)
+            else:
+                s.sendall(payload)
+            s.settimeout(2)
+            try:
+                s.recv(4096)
+            except OSError:
+                pass
+            s.close()
+            assert good.execute(f"SELECT count(*) FROM {items}").fetchone() == (1,)
+
+
+def test_cancel_request(server):
+    # a cross join large enough to take a while in DuckDB
+    with psycopg.connect(server.dsn, autocommit=True) as c:
+        import threading
+
+        timer = threading.Timer(0.5, c.cancel)
+        timer.start()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            c.execute("SELECT count(*) FROM range(100000) a, range(100000) b, range(1000) c")
+        timer.cancel()
+        assert c.execute("SELECT 1").fetchone() == (1,)
