@@ -144,6 +144,9 @@ DUCKDB_MACROS: tuple[str, ...] = (
     "WHEN len(sqlvec_vec(a)) <> len(sqlvec_vec(b)) "
     "THEN error('different vector dimensions ' || len(sqlvec_vec(a)) || ' and ' || len(sqlvec_vec(b))) "
     "ELSE list_sum(list_transform(list_zip(sqlvec_vec(a), sqlvec_vec(b)), lambda x: abs(x[1] - x[2]))) END",
+    # pgvector's text form of a vector: '[1,2.5,-3]' (DuckDB would print '[1.0, 2.5, -3.0]')
+    "CREATE OR REPLACE MACRO sqlvec_vector_text(a) AS '[' || array_to_string(list_transform(CAST(a AS FLOAT[]), "
+    "lambda x: regexp_replace(CAST(x AS VARCHAR), '\\.0$', '')), ',') || ']'",
     "CREATE OR REPLACE MACRO vector_dims(a) AS CAST(len(sqlvec_vec(a)) AS INTEGER)",
     "CREATE OR REPLACE MACRO vector_norm(a) AS sqrt(list_sum(list_transform(sqlvec_vec(a), lambda x: x * x)))",
     "CREATE OR REPLACE MACRO l2_norm(a) AS vector_norm(a)",

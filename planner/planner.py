@@ -124,7 +124,26 @@ def _bind_query(ast: exp.Expr, catalog: Catalog, statement: Statement | None) ->
         table.set("db", None)
         table.set("this", exp.to_identifier(name, quoted=True))
     _check_columns(ast, scope, statement)
+    ast = ast.transform(lambda e: _vector_to_text(e, scope))
     return ast, scope, tuple(used)
+
+
+def _is_vector(e: exp.Expr, scope: Scope) -> bool:
+    if isinstance(e, exp.Column):
+        ct = scope.column_type(e)
+        return ct is not None and ct.name == "vector"
+    if isinstance(e, exp.Cast):
+        return e.to.this == exp.DType.VECTOR
+    if isinstance(e, exp.Anonymous):
+        return e.name.lower() == "l2_normalize"
+    return False
+
+
+def _vector_to_text(e: exp.Expr, scope: Scope) -> exp.Expr:
+    """``v::text`` prints pgvector's text form, not DuckDB's list form."""
+    if isinstance(e, exp.Cast) and e.to.this in (exp.DType.TEXT, exp.DType.VARCHAR) and _is_vector(e.this, scope):
+        return exp.Anonymous(this="sqlvec_vector_text", expressions=[e.this])
+    return e
 
 
 def _check_columns(ast: exp.Expr, scope: Scope, statement: Statement | None) -> None:

@@ -113,7 +113,8 @@ def main(n: int = 100_000) -> None:
                 t.join()
 
         dt = timed(f"{threads} threads x {per} single-row commits, fsync=True", run)
-        print(f"{'':<58} {threads * per / dt:8.0f} commits/s, {threads * per / len(syncs):.1f} commits per fsync")
+        n = threads * per
+        print(f"{'':<58} {n / dt:8.0f} commits/s, {n / len(syncs):.1f} commits per fsync")
         store.close()
 
 

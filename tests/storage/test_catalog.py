@@ -11,6 +11,7 @@ from storage import (
     CreateTable,
     Delete,
     DropTable,
+    DuplicateKeyError,
     Insert,
     NoSuchTableError,
     StorageError,
@@ -86,7 +87,8 @@ def test_misuse_errors(open_store):
     as_list = data.set_column(1, "embedding", pa.array([[1.0] * 4], pa.list_(pa.float32())))
     store.commit([Insert("t", as_list)])
     with pytest.raises(StorageError, match="embedding"):
-        store.commit([Insert("t", rows(schema, [2]).set_column(1, "embedding", pa.array([[1.0]], pa.list_(pa.float32()))))])
+        short = pa.array([[1.0]], pa.list_(pa.float32()))
+        store.commit([Insert("t", rows(schema, [2]).set_column(1, "embedding", short))])
     assert store.snapshot().count("t") == 1
 
 
@@ -155,3 +157,22 @@ def test_ddl_and_rows_in_one_commit(open_store):
     store = open_store(seal_rows=3)
     assert store.snapshot().scan("t", ["id"]).column("id").to_pylist() == [1]
     assert sorted(p.name for p in (store.root / "tables").iterdir()) == []
+
+
+def test_failed_commit_undoes_ddl(open_store):
+    store = open_store(seal_rows=2)
+    schema = table_schema("a")
+    store.commit([CreateTable(schema), Insert("a", rows(schema, range(3)))])
+    before = store.snapshot()
+    with pytest.raises(NoSuchTableError):
+        store.commit([DropTable("a"), CreateTable(table_schema("b")), Insert("b", rows(schema, [1])),
+                      Insert("a", rows(schema, [9]))])
+    assert set(store.catalog) == {"a"} and store.snapshot().lsn == before.lsn
+    store.commit([Insert("a", rows(schema, [3]))])  # the table, its index and its files are intact
+    with pytest.raises(DuplicateKeyError):
+        store.commit([Insert("a", rows(schema, [1]))])
+    store.commit([CreateTable(table_schema("b"))])
+    assert store.catalog["b"].oid == 16401
+    store.close()
+    store = open_store(seal_rows=2)
+    assert store.snapshot().count("a") == 4 and store.snapshot().count("b") == 0

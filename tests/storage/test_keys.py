@@ -131,7 +131,8 @@ def test_multi_column_and_typed_keys(open_store):
 
     d1, d2 = datetime.date(2024, 1, 1), datetime.date(2024, 1, 2)
     one = decimal.Decimal("1.50")
-    store.commit([Insert("m", batch(("a", d1, one), ("a", d2, one), ("b", d1, one), ("a", d1, decimal.Decimal(2))))])
+    two = decimal.Decimal(2)
+    store.commit([Insert("m", batch(("a", d1, one), ("a", d2, one), ("b", d1, one), ("a", d1, two)))])
     with pytest.raises(DuplicateKeyError) as e:
         store.commit([Insert("m", batch(("c", d1, one), ("b", d1, one)))])
     assert e.value.key_repr == "(tenant, day, n)=(b, 2024-01-01, 1.50)"
@@ -146,7 +147,8 @@ def test_multi_column_and_typed_keys(open_store):
 
 @pytest.mark.parametrize("type_, values", [
     (ColumnType("text"), ["x", "y", "é"]),
-    (ColumnType("uuid"), ["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "c"]),
+    (ColumnType("uuid"), ["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+                          "c0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"]),
     (ColumnType("int2"), [1, 2, 3]),
     (ColumnType("float8"), [0.5, -1.0, 2.25]),
     (ColumnType("bytea"), [b"\x00", b"\x00\x00", b""]),

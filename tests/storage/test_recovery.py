@@ -30,7 +30,10 @@ def test_seal_interrupted_before_manifest(tmp_path, monkeypatch):
     schema = table_schema()
     store.commit([CreateTable(schema)])
     store.commit([Insert("t", rows(schema, range(4)))])  # sealed normally
-    monkeypatch.setattr(checkpoint_module, "save_manifest", lambda *a, **k: (_ for _ in ()).throw(OSError("disk")))
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module, "save_manifest", disk_full)
     store.commit([Insert("t", rows(schema, range(4, 9)))])  # durable; its seal fails (logged)
     assert _ids(store) == list(range(9))
     assert "seg-000002.arrow" in _files(store)  # written, but no manifest names it

@@ -103,8 +103,22 @@ def test_scan_columns_and_row_ids(open_store):
     t = store.snapshot().scan("t", ["body", "id"], with_row_ids=True)
     assert t.column_names == ["_rowid", "body", "id"]
     assert t.column("_rowid").to_pylist() == [0, 1]
+    assert store.snapshot().scan("t", []).num_rows == 2  # no columns, still the row count
     with pytest.raises(StorageError, match='column "nope"'):
         store.snapshot().scan("t", ["nope"])
     store.commit([CreateTable(table_schema("empty"))])
     e = store.snapshot().scan("empty", with_row_ids=True)
     assert e.num_rows == 0 and e.column_names == ["_rowid", "id", "embedding", "body"]
+
+
+def test_growing_segment_keeps_few_chunks(open_store):
+    store = open_store(seal_rows=100_000)
+    schema = table_schema()
+    store.commit([CreateTable(schema)])
+    for i in range(3000):
+        store.commit([Insert("t", rows(schema, [i]))])
+    (seg,) = store.snapshot().segments("t")
+    assert not seg.sealed and seg.num_rows == 3000
+    assert seg.data.column("id").num_chunks <= 40
+    assert seg.data.column("id").to_pylist() == list(range(3000))
+    assert seg.data.column("_rowid").to_pylist() == list(range(3000))

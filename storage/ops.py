@@ -1,0 +1,47 @@
+"""The operations a commit is made of, as the engine hands them to ``Store.commit``.
+
+Ops in one commit apply in order, all or nothing. They name tables by name; storage resolves them to
+table OIDs and assigns row ids before anything is written (see ``records.py`` for the logged form).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from .types import TableSchema
+
+
+@dataclass(frozen=True)
+class CreateTable:
+    """Create a table; storage assigns ``schema.oid`` (>= 16400, increasing, never reused)."""
+
+    schema: TableSchema
+
+
+@dataclass(frozen=True)
+class DropTable:
+    """Drop a table and, once the commit is durable, its files."""
+
+    name: str
+
+
+@dataclass(frozen=True, eq=False)
+class Insert:
+    """Append rows. ``data`` has exactly the table's ``arrow_schema()`` column names, order and types."""
+
+    table: str
+    data: pa.Table | pa.RecordBatch
+
+
+@dataclass(frozen=True, eq=False)
+class Delete:
+    """Delete live rows by row id (int64)."""
+
+    table: str
+    row_ids: np.ndarray
+
+
+Op = CreateTable | DropTable | Insert | Delete

@@ -1,0 +1,143 @@
+"""The payload of a WAL commit record: the resolved ops of one commit, in order.
+
+Resolved means storage has already decided everything: table OIDs, row ids, sequence reservations, so
+replaying a record needs no decisions and gives the same state. Layout (integers little-endian)::
+
+    payload:
+        offset  width  field
+             0      4  op count, uint32
+             4      4  reserved, zero
+             8      .  ops, back to back
+    op:
+             0      1  kind, uint8: 1 create table, 2 drop table, 3 insert, 4 delete, 5 sequence
+             1      7  reserved, zero
+             8      8  table OID, uint64
+            16      8  body length in bytes, uint64
+            24 length  body
+    bodies:
+        create table  UTF-8 JSON of TableSchema.to_json(), OID included
+        drop table    UTF-8 table name
+        insert        Arrow IPC stream (schema, record batches, end-of-stream marker): the table's user
+                      columns in order, then "_rowid" int64 holding the assigned row ids
+        delete        row ids, int64, sorted and unique
+        sequence      int64 value reserved up to, then the UTF-8 column name
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from .types import TableSchema
+
+PAYLOAD_HEADER = struct.Struct("<I4x")
+OP_HEADER = struct.Struct("<B7xQQ")
+SEQUENCE_VALUE = struct.Struct("<q")
+assert PAYLOAD_HEADER.size == 8
+assert OP_HEADER.size == 24
+assert SEQUENCE_VALUE.size == 8
+
+KIND_CREATE, KIND_DROP, KIND_INSERT, KIND_DELETE, KIND_SEQUENCE = 1, 2, 3, 4, 5
+
+
+@dataclass(frozen=True)
+class CreateRecord:
+    schema: TableSchema
+
+    @property
+    def oid(self) -> int:
+        return self.schema.oid
+
+
+@dataclass(frozen=True)
+class DropRecord:
+    oid: int
+    name: str
+
+
+@dataclass(frozen=True, eq=False)
+class InsertRecord:
+    oid: int
+    data: pa.Table  # user columns + "_rowid"
+    keys: np.ndarray | None = field(default=None, repr=False)  # encoded primary keys, if known; not logged
+
+
+@dataclass(frozen=True, eq=False)
+class DeleteRecord:
+    oid: int
+    row_ids: np.ndarray  # int64, sorted, unique
+
+
+@dataclass(frozen=True)
+class SequenceRecord:
+    oid: int
+    column: str
+    reserved: int  # values up to and including this one may have been handed out
+
+
+Record = CreateRecord | DropRecord | InsertRecord | DeleteRecord | SequenceRecord
+
+
+def _ipc_stream(data: pa.Table) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, data.schema) as writer:
+        writer.write_table(data)
+    return sink.getvalue()
+
+
+def encode(records: list[Record]) -> list[bytes | pa.Buffer]:
+    """The payload as a list of chunks (large Arrow buffers are not copied into one bytes object)."""
+    chunks: list[bytes | pa.Buffer] = [PAYLOAD_HEADER.pack(len(records))]
+    for rec in records:
+        body: bytes | pa.Buffer
+        if isinstance(rec, CreateRecord):
+            kind, body = KIND_CREATE, json.dumps(rec.schema.to_json(), separators=(",", ":")).encode()
+        elif isinstance(rec, DropRecord):
+            kind, body = KIND_DROP, rec.name.encode()
+        elif isinstance(rec, InsertRecord):
+            kind, body = KIND_INSERT, _ipc_stream(rec.data)
+        elif isinstance(rec, DeleteRecord):
+            kind, body = KIND_DELETE, np.ascontiguousarray(rec.row_ids, dtype="<i8").tobytes()
+        elif isinstance(rec, SequenceRecord):
+            kind, body = KIND_SEQUENCE, SEQUENCE_VALUE.pack(rec.reserved) + rec.column.encode()
+        else:
+            raise TypeError(f"not a WAL record: {rec!r}")
+        chunks.append(OP_HEADER.pack(kind, rec.oid, memoryview(body).nbytes))
+        chunks.append(body)
+    return chunks
+
+
+def decode(payload: memoryview) -> list[Record]:
+    """Inverse of ``encode``; raises ValueError on a malformed payload. Insert data references ``payload``."""
+    (count,) = PAYLOAD_HEADER.unpack_from(payload, 0)
+    off = PAYLOAD_HEADER.size
+    out: list[Record] = []
+    for _ in range(count):
+        if off + OP_HEADER.size > len(payload):
+            raise ValueError(f"op header at {off} runs past the payload")
+        kind, oid, length = OP_HEADER.unpack_from(payload, off)
+        off += OP_HEADER.size
+        body = payload[off:off + length]
+        if len(body) != length:
+            raise ValueError(f"op body at {off} runs past the payload")
+        off += length
+        if kind == KIND_CREATE:
+            out.append(CreateRecord(TableSchema.from_json(json.loads(bytes(body)))))
+        elif kind == KIND_DROP:
+            out.append(DropRecord(oid, bytes(body).decode()))
+        elif kind == KIND_INSERT:
+            out.append(InsertRecord(oid, pa.ipc.open_stream(pa.py_buffer(body)).read_all()))
+        elif kind == KIND_DELETE:
+            out.append(DeleteRecord(oid, np.frombuffer(body, dtype="<i8").astype(np.int64, copy=False)))
+        elif kind == KIND_SEQUENCE:
+            (value,) = SEQUENCE_VALUE.unpack_from(body, 0)
+            out.append(SequenceRecord(oid, bytes(body[SEQUENCE_VALUE.size:]).decode(), value))
+        else:
+            raise ValueError(f"unknown op kind {kind} at {off - length - OP_HEADER.size}")
+    if off != len(payload):
+        raise ValueError(f"{len(payload) - off} bytes after the last op")
+    return out

@@ -1,0 +1,445 @@
+"""The store: commits (WAL + group commit), snapshots, sequences, recovery and checkpoints.
+
+Data directory layout::
+
+    <data>/
+      LOCK                          flock()ed by the one process that has the store open
+      catalog.json                  tables, next OID, sequence positions (catalog.py)
+      wal/<first-lsn:020d>.wal      write-ahead log files (wal.py); payloads in records.py
+      wal/<name>.torn-<ns>          copy of a WAL file whose torn tail recovery cut off
+      tables/<oid>/manifest.json    the table's sealed segments and delete files (manifest.py)
+      tables/<oid>/seg-<n>.arrow    a sealed segment: Arrow IPC file, uncompressed, memory-mapped (segment.py)
+      tables/<oid>/seg-<n>.del-<lsn>.arrow   the segment's deleted row ids as of that LSN (segment.py)
+
+Tables are folders by OID, so any table name (case-sensitive, any characters) is safe, and a dropped and
+re-created table never meets its predecessor's files.
+
+Commit: under the writer lock the ops are checked and applied to the writer's state (undone if one
+fails, so a failing commit writes nothing), the commit gets the next LSN and its record is queued. Then the
+committing thread waits for durability: if no flush is running it becomes the leader, writes every
+queued record in LSN order with one fsync, publishes the newest state for snapshots and wakes the others.
+So concurrent commits share fsyncs while WAL order = LSN order = apply order, and a snapshot only ever
+shows durable commits.
+
+Sealing, catalog writes and WAL truncation run after a commit is durable, under the writer lock with
+every queued commit flushed (checkpoint.py). Recovery loads catalog and manifests, then replays the whole
+WAL idempotently (writer.apply with replay=True).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import pyarrow as pa
+
+from . import records as records_codec
+from .catalog import load_catalog
+from .checkpoint import checkpoint_table, remove_strays, write_catalog
+from .durable import fsync_dir
+from .errors import CorruptionError, StorageError
+from .manifest import load_manifest
+from .ops import Op
+from .records import CreateRecord, DropRecord, InsertRecord, Record
+from .snapshot import Snapshot, Version
+from .types import TableSchema
+from .wal import KIND_COMMIT, WalWriter, recover
+from .writer import Undo, WriterState, table_folder
+
+log = logging.getLogger(__name__)
+
+# Sequence values are reserved in the WAL this many at a time beyond what a call needs (PostgreSQL
+# logs 32 ahead); values reserved but not handed out before a crash are skipped, as in PostgreSQL.
+SEQUENCE_RESERVE = 64
+
+
+@dataclass(eq=False)
+class _Queued:
+    """A commit waiting for the WAL. ``wake`` is set when it is durable (``done``) or when its thread
+    should take over as group leader; waking only those threads avoids a thundering herd."""
+
+    lsn: int
+    payload: list
+    version: Version
+    done: bool = False
+    wake: threading.Event = field(default_factory=threading.Event)
+
+
+class Store:
+    """A data directory opened for reading and writing. Use ``Store.open``."""
+
+    def __init__(self, root: Path, *, seal_rows: int, fsync: bool, wal_segment_bytes: int,
+                 checkpoint_wal_bytes: int, _private: bool = False):
+        if not _private:
+            raise TypeError("use Store.open(path)")
+        if seal_rows < 1:
+            raise StorageError("seal_rows must be at least 1")
+        self.root = root
+        self.seal_rows = seal_rows
+        self.fsync = fsync
+        self.checkpoint_wal_bytes = checkpoint_wal_bytes
+        self._wal_segment_bytes = wal_segment_bytes
+        self._writer_lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
+        self._seq_lock = threading.Lock()
+        self._queue: list[_Queued] = []
+        self._flushing = False
+        self._failed: BaseException | None = None
+        self._closed = False
+        self._seq_next: dict[tuple[int, str], int] = {}
+        self._lock_fd: int | None = None
+        self._state = WriterState(root)
+        self._wal: WalWriter
+        self._next_lsn = 1
+        self._durable_lsn = 0
+        self._version = Version(0, {})
+
+    # --- opening and closing -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, seal_rows: int = 100_000, fsync: bool = True,
+             wal_segment_bytes: int = 64 << 20, checkpoint_wal_bytes: int = 256 << 20) -> Store:
+        """Open (creating if missing) the data directory at ``path`` and recover it.
+
+        ``seal_rows``: rows after which a growing segment is sealed. ``fsync=False`` skips every fsync
+        (tests, benchmarks: a crash of the machine may then lose acknowledged commits).
+        ``wal_segment_bytes``: size after which a new WAL file is started. ``checkpoint_wal_bytes``: WAL
+        size after which every table is checkpointed (small growing segments sealed) so the WAL can be cut.
+        """
+        root = Path(path)
+        store = cls(root, seal_rows=seal_rows, fsync=fsync, wal_segment_bytes=wal_segment_bytes,
+                    checkpoint_wal_bytes=checkpoint_wal_bytes, _private=True)
+        store._lock_dir()
+        try:
+            store._recover()
+        except BaseException:
+            store._unlock_dir()
+            raise
+        return store
+
+    def _lock_dir(self) -> None:
+        created = not (self.root / "wal").exists()
+        for sub in ("", "wal", "tables"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        if created and self.fsync:
+            fsync_dir(self.root)
+            fsync_dir(self.root.parent)
+        fd = os.open(self.root / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StorageError(f"data directory {self.root} is in use by another process") from None
+        self._lock_fd = fd
+
+    def _unlock_dir(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _recover(self) -> None:
+        catalog = load_catalog(self.root)
+        state = self._state
+        state.load_catalog(catalog)
+        wal = recover(self.root / "wal", fsync=self.fsync)
+        for repaired in wal.repaired:
+            log.warning("WAL %s: %s at offset %d; truncated there, damaged original kept as %s",
+                        repaired.path, repaired.reason, repaired.offset, repaired.copy)
+        self.repaired_wal = wal.repaired
+        for rec in wal.records:
+            try:
+                ops = records_codec.decode(rec.payload)
+            except Exception as e:
+                raise CorruptionError(rec.path, rec.offset, f"undecodable commit record: {e}") from e
+            for op in ops:
+                if isinstance(op, (CreateRecord, DropRecord)) and rec.lsn <= catalog.lsn:
+                    continue
+                state.apply(op, rec.lsn, None, replay=True)
+        # The LSN files were written at; a WAL that ends before it has lost files.
+        persisted = catalog.lsn
+        for name in state.tables:
+            manifest = load_manifest(table_folder(self.root, state.tables[name].oid))
+            if manifest is not None:
+                persisted = max(persisted, manifest.checkpoint_lsn)
+        last = wal.last_lsn if wal.last_lsn is not None else persisted
+        if last < persisted:
+            raise CorruptionError(self.root / "wal", 0, f"the WAL ends at LSN {last} but files were "
+                                  f"checkpointed at LSN {persisted}: WAL files are missing")
+        self._next_lsn = last + 1
+        self._durable_lsn = last
+        self._wal = WalWriter(self.root / "wal", self._next_lsn, segment_bytes=self._wal_segment_bytes,
+                              fsync=self.fsync)
+        with self._writer_lock:
+            write_catalog(state, last, fsync=self.fsync)
+            remove_strays(state)
+            self._checkpoint_locked(full=False)
+
+    def close(self) -> None:
+        """Flush queued commits and release the directory. Snapshots taken before stay readable."""
+        with self._writer_lock:
+            if self._closed:
+                return
+            try:
+                if self._failed is None:
+                    self._wait_durable(self._next_lsn - 1)
+            finally:
+                self._closed = True
+                try:
+                    self._wal.close(sync=self._failed is None)
+                finally:
+                    self._unlock_dir()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise StorageError("the store is closed")
+        if self._failed is not None:
+            raise StorageError(f"the store failed writing its WAL and accepts no more writes: {self._failed}")
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> dict[str, TableSchema]:
+        """The committed catalog: table name -> schema (OID assigned)."""
+        return {name: t.schema for name, t in self._version.tables.items()}
+
+    def snapshot(self) -> Snapshot:
+        """A consistent view of every table after the newest durable commit."""
+        return Snapshot(self._version)
+
+    def lookup_row_ids(self, table: str, keys: pa.Table | pa.RecordBatch) -> np.ndarray:
+        """Row id of the live row with each primary key (-1 where none), as of the newest commit queued.
+
+        ``keys`` has the primary-key columns by name (extra columns are ignored); values are cast to the
+        columns' types. Keys with a NULL match nothing.
+        """
+        with self._writer_lock:
+            self._check_usable()
+            state = self._state.table(table)
+            pk = self._state.pk.get(state.oid)
+            if pk is None:
+                raise StorageError(f'table "{table}" has no primary key')
+            if isinstance(keys, pa.RecordBatch):
+                keys = pa.Table.from_batches([keys])
+            cols = []
+            for name in pk.codec.columns:
+                if name not in keys.column_names:
+                    raise StorageError(f'key batch lacks primary key column "{name}" of "{table}"')
+                want = state.schema.column(name).type.arrow()
+                col = keys.column(name)
+                try:
+                    cols.append(col if col.type.equals(want) else col.cast(want))
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                    raise StorageError(f'key column "{name}": cannot compare {col.type} '
+                                       f"with {want}: {e}") from e
+            key_table = pa.table(cols, names=list(pk.codec.columns))
+            out = np.full(key_table.num_rows, -1, dtype=np.int64)
+            valid = np.ones(key_table.num_rows, dtype=bool)
+            for col in key_table.columns:
+                if col.null_count:
+                    valid &= col.is_valid().to_numpy(zero_copy_only=False)
+            if not valid.all():
+                key_table = key_table.filter(pa.array(valid))
+            out[valid] = pk.lookup(pk.codec.encode(key_table))
+            return out
+
+    # --- writing -------------------------------------------------------------------------------------
+
+    def commit(self, ops: Sequence[Op]) -> int:
+        """Apply ``ops`` atomically and durably; returns the commit's LSN.
+
+        Raises (changing nothing) DuplicateKeyError, TableExistsError, NoSuchTableError, NullValueError or
+        StorageError. A commit whose ops change nothing writes no record and returns the newest LSN.
+        """
+        ops = list(ops)
+        return self._submit(lambda lsn, undo: [r for op in ops for r in self._state.resolve(op, lsn, undo)])
+
+    def _submit(self, build: Callable[[int, Undo], list[Record]]) -> int:
+        with self._writer_lock:
+            self._check_usable()
+            lsn = self._next_lsn
+            save = self._state.save_point()
+            undo: Undo = []
+            try:
+                recs = build(lsn, undo)
+                payload = records_codec.encode(recs) if recs else None
+            except BaseException:
+                self._state.roll_back(save, undo)
+                raise
+            if payload is None:
+                target = lsn - 1
+                maintain = False
+            else:
+                self._next_lsn = target = lsn
+                self._next_lsn += 1
+                queued = _Queued(lsn, payload, Version(lsn, dict(self._state.tables)))
+                with self._cond:
+                    self._queue.append(queued)
+                maintain = self._wants_checkpoint(recs)
+        if payload is None:
+            self._wait_durable(target)
+        else:
+            self._wait_queued(queued)
+        if maintain:
+            try:
+                with self._writer_lock:
+                    if not self._closed and self._failed is None:
+                        self._checkpoint_locked(full=self._wal.total_bytes > self.checkpoint_wal_bytes)
+            except Exception:
+                # The commit is durable in the WAL; the checkpoint is retried after the next commit.
+                log.exception("checkpoint after commit %d failed", target)
+        return target
+
+    def _wants_checkpoint(self, recs: list[Record]) -> bool:
+        for r in recs:
+            if isinstance(r, (CreateRecord, DropRecord)):
+                return True
+            if isinstance(r, InsertRecord):
+                name = self._state.names.get(r.oid)
+                if name is not None and self._state.tables[name].growing.num_rows >= self.seal_rows:
+                    return True
+        return self._wal.total_bytes > self.checkpoint_wal_bytes
+
+    def _wait_queued(self, item: _Queued) -> None:
+        """Block until ``item`` is durable: as a follower woken only for it, or as the group leader."""
+        while True:
+            with self._cond:
+                if self._failed is not None:
+                    raise StorageError(f"WAL write failed; commit {item.lsn} is not durable: {self._failed}")
+                if item.done:
+                    return
+                batch = self._take_batch()
+                if batch is None:
+                    item.wake.clear()
+            if batch is None:
+                item.wake.wait()
+            else:
+                self._flush(batch)
+
+    def _wait_durable(self, lsn: int) -> None:
+        """Block until every commit up to ``lsn`` is durable (used to drain the queue)."""
+        while True:
+            with self._cond:
+                if self._durable_lsn >= lsn:
+                    return
+                if self._failed is not None:
+                    raise StorageError(f"WAL write failed; commit {lsn} is not durable: {self._failed}")
+                batch = self._take_batch()
+                if batch is None:
+                    self._cond.wait()
+                    continue
+            self._flush(batch)
+
+    def _take_batch(self) -> list[_Queued] | None:
+        """Become the group leader: take every queued commit (caller holds ``_cond``)."""
+        if self._flushing or not self._queue:
+            return None
+        batch, self._queue = self._queue, []
+        self._flushing = True
+        return batch
+
+    def _flush(self, batch: list[_Queued]) -> None:
+        """As the leader: write ``batch`` with one fsync, publish, wake its threads and the next leader."""
+        error: BaseException | None = None
+        try:
+            self._wal.append((q.lsn, KIND_COMMIT, q.payload) for q in batch)
+            self._wal.sync()
+        except BaseException as e:  # noqa: BLE001 - whatever failed, the WAL tail is unknown
+            error = e
+        with self._cond:
+            self._flushing = False
+            if error is None:
+                self._durable_lsn = batch[-1].lsn
+                self._version = batch[-1].version
+            else:
+                log.error("WAL write failed, store stops accepting writes: %s", error)
+                self._failed = error
+            for q in batch:
+                q.done = True
+                q.wake.set()
+            if self._queue:
+                self._queue[0].wake.set()  # commits queued meanwhile: their first thread leads next
+            self._cond.notify_all()  # drains
+
+    def checkpoint(self) -> None:
+        """Move everything committed into segment, delete and catalog files and cut the WAL behind it.
+
+        Seals every non-empty growing segment, however small.
+        """
+        with self._writer_lock:
+            self._check_usable()
+            self._checkpoint_locked(full=True)
+
+    def _checkpoint_locked(self, *, full: bool) -> None:
+        self._wait_durable(self._next_lsn - 1)
+        lsn = self._durable_lsn
+        state = self._state
+        if state.catalog_dirty_lsn is not None or state.dropped:
+            write_catalog(state, lsn, fsync=self.fsync)
+        for name in list(state.tables):
+            table = state.tables[name]
+            seal = table.growing.num_rows >= self.seal_rows or (full and table.growing.num_rows > 0)
+            if seal or (full and table.deletes_lsn is not None):
+                checkpoint_table(state, name, lsn, seal_rows=self.seal_rows, seal_growing=seal,
+                                 fsync=self.fsync)
+        if full and state.catalog_dirty_lsn is not None:
+            write_catalog(state, lsn, fsync=self.fsync)
+        cutoff = state.wal_cutoff(self._next_lsn)
+        if cutoff == self._next_lsn:
+            self._wal.rotate(self._next_lsn)  # everything is in files: let the current WAL file go too
+        self._wal.remove_before(cutoff)
+        with self._cond:
+            self._version = Version(lsn, dict(state.tables))
+
+    # --- sequences -----------------------------------------------------------------------------------
+
+    def next_values(self, table: str, column: str, n: int) -> np.ndarray:
+        """``n`` new int64 values of the column's sequence (1, 2, 3, ...). Never handed out twice, even
+        across crashes; never rolled back."""
+        if n < 0:
+            raise StorageError("next_values needs n >= 0")
+        with self._seq_lock:
+            key = self._sequence_key(table, column)
+            first = self._seq_next.get(key, self._state.sequences.get(key, 0) + 1)
+            last = first + n - 1
+            if last > self._state.sequences.get(key, 0):
+                self._reserve(table, column, last + SEQUENCE_RESERVE)
+            self._seq_next[key] = last + 1
+            return np.arange(first, last + 1, dtype=np.int64)
+
+    def set_sequence(self, table: str, column: str, value: int) -> None:
+        """Make every later ``next_values`` of the column return values above ``value``."""
+        with self._seq_lock:
+            key = self._sequence_key(table, column)
+            first = self._seq_next.get(key, self._state.sequences.get(key, 0) + 1)
+            if value < first:
+                return
+            if value >= self._state.sequences.get(key, 0):
+                self._reserve(table, column, value + SEQUENCE_RESERVE)
+            self._seq_next[key] = value + 1
+
+    def _sequence_key(self, table: str, column: str) -> tuple[int, str]:
+        with self._writer_lock:
+            self._check_usable()
+            rec = self._state.resolve_sequence(table, column, 0)
+            return rec.oid, rec.column
+
+    def _reserve(self, table: str, column: str, reserve_to: int) -> None:
+        def build(lsn: int, undo: Undo) -> list[Record]:
+            rec = self._state.resolve_sequence(table, column, reserve_to)
+            self._state.apply(rec, lsn, undo)
+            return [rec]
+
+        self._submit(build)
