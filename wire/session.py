@@ -14,7 +14,9 @@ Values crossing this boundary:
   :class:`ColumnDesc`, text or binary per the client's requested result format.
 
 All session methods may block (they run engine work); wire calls them from a worker thread,
-never on the event loop, and never concurrently for one session (``cancel`` excepted).
+never on the event loop, and never concurrently for one session (``cancel`` excepted). That
+includes reading ``PreparedStatement.desc`` and ``Execution.columns`` / ``copy_in`` /
+``copy_in_columns``, so an engine may run a statement to learn its columns.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ class CopyInSink(Protocol):
     """Receives the data of ``COPY ... FROM STDIN``."""
 
     def feed(self, data: bytes) -> None:
-        """One CopyData message's payload (chunks are not aligned to rows)."""
+        """CopyData payload: one message's, or several already received, joined (not aligned to rows)."""
 
     def finish(self) -> str:
         """CopyDone received: load everything, return the command tag (``COPY n``)."""
@@ -105,7 +107,12 @@ class Execution(Protocol):
     copy_in_columns: int  # number of columns, for CopyInResponse
 
     def fetch(self, max_rows: int) -> pa.RecordBatch | None:
-        """Up to ``max_rows`` more rows (0 = all remaining). None or an empty batch when exhausted."""
+        """Up to ``max_rows`` more rows (0 = all remaining). None or an empty batch when exhausted.
+
+        wire fetches in batches (``max_rows`` <= 10 000, fewer for wide rows, never more than a
+        client's Execute asked for) until ``done``; statements without rows get one ``fetch(0)``.
+        The batch's columns must match ``columns``, in order.
+        """
 
     @property
     def done(self) -> bool:
@@ -133,7 +140,7 @@ class Session(Protocol):
         """Bind: a portal over decoded parameter values. Raises PgError."""
 
     def simple_query(self, sql: str) -> Sequence[Execution]:
-        """Simple Query: one Execution per statement, run in order by wire (fetch(0) each).
+        """Simple Query: one Execution per statement, run in order by wire (fetched in batches).
 
         An empty list means the empty query (EmptyQueryResponse). The session may run statement
         n only when wire fetches it, so an error in statement 2 leaves statement 1's effects.
@@ -141,13 +148,19 @@ class Session(Protocol):
 
     @property
     def transaction_status(self) -> str:
-        """'I' idle, 'T' in a transaction block, 'E' in a failed transaction block."""
+        """'I' idle, 'T' in a transaction block, 'E' in a failed transaction block.
+
+        Read for every ReadyForQuery; when it is 'I' there, wire closes every open portal (their
+        transaction has ended), as PostgreSQL does.
+        """
 
     def take_parameter_changes(self) -> dict[str, str]:
         """Reportable settings changed since the last call (ParameterStatus after SET).
 
         The first call, right after ``open_session``, returns every reportable setting
         (server_version, client_encoding, application_name, ...), sent before BackendKeyData.
+        Settings that describe wire's own output (``wire.server.PROTOCOL_PARAMETERS``: UTF8,
+        DateStyle ISO, TimeZone UTC, integer_datetimes...) are added when missing from that list.
         """
 
     def take_notices(self) -> list[PgError]:

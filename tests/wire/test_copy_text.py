@@ -1,0 +1,202 @@
+"""wire/copy_text.py: COPY text format -> Arrow, vectorised, with PostgreSQL's errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from wire import pgtypes as T
+from wire.copy_text import CopyTextDecoder, complete_lines_end, decode_copy_text
+from wire.session import PgError
+
+UTC = dt.UTC
+
+
+def one(data: bytes, oid: int, typ: pa.DataType, **kw: str) -> list[object]:
+    return decode_copy_text(data, ["c"], [oid], [typ], **kw).column(0).to_pylist()
+
+
+def test_every_type_and_escape() -> None:
+    names = ["id", "name", "emb", "ok", "f", "d", "ts", "tz", "b", "u", "n", "small", "r", "j"]
+    oids = [T.INT8, T.TEXT, T.VECTOR, T.BOOL, T.FLOAT8, T.DATE, T.TIMESTAMP, T.TIMESTAMPTZ, T.BYTEA, T.UUID,
+            T.NUMERIC, T.INT2, T.FLOAT4, T.JSONB]
+    types = [pa.int64(), pa.string(), pa.list_(pa.float32(), 3), pa.bool_(), pa.float64(), pa.date32(),
+             pa.timestamp("us"), pa.timestamp("us", tz="UTC"), pa.binary(), pa.string(), pa.decimal128(10, 2),
+             pa.int16(), pa.float32(), pa.string()]
+    data = (
+        b"1\thello\t[1,2,3]\tt\t1.5\t2024-01-15\t2024-01-15 10:00:00.5\t2024-01-15 10:00:00+00\t\\\\x0a0b\t"
+        b"A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11\t1.555\t-32768\t1.1\t{\"a\": [1, 2]}\n"
+        b"2\ttab\\there\\nnl \\\\ back \\101\\x41\\\t\\b\t[ 4 , 5.5,6e-1 ]\tyes\tInfinity\t0001-01-01\t2000-01-01\t"
+        b"2000-01-01 05:00:00+05\t\\N\t\\N\t-0.5\t32767\t-0\t\\N\n"
+        b"\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n"
+        b"\\.\n"
+    )
+    table = decode_copy_text(data, names, oids, types)
+    assert table.schema == pa.schema([pa.field(n, t) for n, t in zip(names, types)])
+    rows = table.to_pylist()
+    assert rows[0] == {
+        "id": 1, "name": "hello", "emb": [1.0, 2.0, 3.0], "ok": True, "f": 1.5, "d": dt.date(2024, 1, 15),
+        "ts": dt.datetime(2024, 1, 15, 10, 0, 0, 500000), "tz": dt.datetime(2024, 1, 15, 10, tzinfo=UTC),
+        "b": b"\n\x0b", "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "n": Decimal("1.56"), "small": -32768,
+        "r": pytest.approx(1.1), "j": '{"a": [1, 2]}',
+    }
+    assert rows[1]["name"] == "tab\there\nnl \\ back AA\t\b"
+    assert rows[1]["emb"] == pytest.approx([4.0, 5.5, 0.6])
+    assert rows[1]["ok"] is True and rows[1]["f"] == float("inf") and rows[1]["d"] == dt.date(1, 1, 1)
+    assert rows[1]["tz"] == dt.datetime(2000, 1, 1, tzinfo=UTC)
+    assert rows[1]["n"] == Decimal("-0.50") and rows[1]["small"] == 32767
+    assert all(v is None for v in rows[2].values())
+    assert len(rows) == 3
+
+
+def test_crlf_empty_lines_and_no_final_newline() -> None:
+    assert one(b"a\r\nb\r\n", T.TEXT, pa.string()) == ["a", "b"]
+    assert one(b"\n\n", T.TEXT, pa.string()) == ["", ""]
+    assert one(b"x\ny", T.TEXT, pa.string()) == ["x", "y"]
+    assert one(b"", T.TEXT, pa.string()) == []
+    assert one(b"\\.\n", T.TEXT, pa.string()) == []
+    assert one(b"a\n\\.\nignored\n", T.TEXT, pa.string()) == ["a"]
+
+
+def test_escaped_newline_and_delimiter_are_data() -> None:
+    table = decode_copy_text(b"a\\\nb\tc\\\td\n", ["x", "y"], [T.TEXT, T.TEXT], [pa.string(), pa.string()])
+    assert table.to_pylist() == [{"x": "a\nb", "y": "c\td"}]
+
+
+def test_backslash_runs() -> None:
+    # \\\\ is two backslashes; \\\\\t is two backslashes then the delimiter
+    table = decode_copy_text(b"\\\\\\\\\t\\\\\\t\n", ["x", "y"], [T.TEXT, T.TEXT], [pa.string(), pa.string()])
+    assert table.to_pylist() == [{"x": "\\\\", "y": "\\\t"}]
+    assert one(b"\\x\\xg\\101\\12z\\q\n", T.TEXT, pa.string()) == ["xxgA\nzq"]
+    # escapes that make bytes which are not UTF-8 are refused, as PostgreSQL checks the encoding
+    with pytest.raises(PgError) as exc:
+        one(b"\\377\n", T.BYTEA, pa.binary())
+    assert exc.value.sqlstate == "22021"
+
+
+def test_custom_delimiter_and_null() -> None:
+    table = decode_copy_text(b"1|NULL|a\\|b\n", ["a", "b", "c"], [T.INT4, T.TEXT, T.TEXT],
+                             [pa.int32(), pa.string(), pa.string()], delimiter="|", null="NULL")
+    assert table.to_pylist() == [{"a": 1, "b": None, "c": "a|b"}]
+    # the null marker is matched before de-escaping: \\N is a backslash and N
+    assert one(b"\\\\N\n\\N\n", T.TEXT, pa.string()) == ["\\N", None]
+
+
+def test_postgresql_spellings_take_the_slow_path() -> None:
+    assert one(b" 12\n+3\n1_000\n0x10\n", T.INT4, pa.int32()) == [12, 3, 1000, 16]
+    assert one(b"t\nFALSE\n yes\noff\n1\n", T.BOOL, pa.bool_()) == [True, False, True, False, True]
+    assert one(b" 1.5\n-Infinity\nnan\n", T.FLOAT8, pa.float64())[:2] == [1.5, float("-inf")]
+    assert one(b"20240115\n2024-1-5\n", T.DATE, pa.date32()) == [dt.date(2024, 1, 15), dt.date(2024, 1, 5)]
+    assert one(b"2024-01-15 10:00:00+02\n", T.TIMESTAMP, pa.timestamp("us")) == [dt.datetime(2024, 1, 15, 10)]
+    assert one(b"2024-01-15 10:00:00\n", T.TIMESTAMPTZ, pa.timestamp("us", tz="UTC")) == [
+        dt.datetime(2024, 1, 15, 10, tzinfo=UTC)]
+    assert one(b"2024-01-15 10:00:00+02\n2024-01-15 10:00:00\n", T.TIMESTAMPTZ, pa.timestamp("ms", tz="UTC")) == [
+        dt.datetime(2024, 1, 15, 8, tzinfo=UTC), dt.datetime(2024, 1, 15, 10, tzinfo=UTC)]
+    assert one(b"1e3\n+2.50\n", T.NUMERIC, pa.string()) == ["1000", "2.50"]
+    assert one(b"abc\\\\001\n", T.BYTEA, pa.binary()) == [b"abc\x01"]
+    u = uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+    assert one(b"{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}\n\\N\n", T.UUID, pa.binary(16)) == [u.bytes, None]
+    assert one(b"{1,2,NULL}\n", 1007, pa.list_(pa.int32())) == [[1, 2, None]]
+
+
+def test_vectors() -> None:
+    assert one(b"[1,2]\n[3]\n\\N\n", T.VECTOR, pa.list_(pa.float32())) == [[1.0, 2.0], [3.0], None]
+    assert one(b"[1,2]\n", T.VECTOR, pa.large_list(pa.float32())) == [[1.0, 2.0]]
+    rng = np.random.default_rng(5)
+    values = rng.standard_normal((50, 16)).astype(np.float32)
+    lines = b"".join(("[" + ",".join(repr(float(v)) for v in row) + "]\n").encode() for row in values)
+    got = decode_copy_text(lines, ["v"], [T.VECTOR], [pa.list_(pa.float32(), 16)]).column(0)
+    assert got.type == pa.list_(pa.float32(), 16)
+    assert np.array_equal(np.array(got.to_pylist(), np.float32), values)
+
+
+ERRORS = [
+    (b"1\tx\t[1,2]\n", "22000", "expected 3 dimensions, not 2", 'COPY line 1, column emb: "[1,2]"'),
+    (b"1\tx\t[1,2,3]\n2\tx\t[1,2,nan]\n", "22000", "NaN not allowed in vector", "COPY line 2, column emb"),
+    (b"1\tx\t[1,2,inf]\n", "22000", "infinite value not allowed in vector", None),
+    (b"1\tx\t[1,2,a]\n", "22P02", 'invalid input syntax for type vector: "[1,2,a]"', None),
+    (b"1\tx\t1,2,3\n", "22P02", 'invalid input syntax for type vector: "1,2,3"', 'Vector contents must start with "["'),
+    (b"1\tx\t[]\n", "22000", "vector must have at least 1 dimension", None),
+    (b"1\tx\n", "22P04", 'missing data for column "emb"', 'COPY line 1: "1\tx"'),
+    (b"1\tx\t[1,2,3]\n2\tx\t[1,2,3]\textra\n", "22P04", "extra data after last expected column", "COPY line 2"),
+    (b"abc\tx\t[1,2,3]\n", "22P02", 'invalid input syntax for type bigint: "abc"', "COPY line 1, column id"),
+    (b"99999999999999999999\tx\t[1,2,3]\n", "22003", 'value "99999999999999999999" is out of range for type bigint', None),
+    (b"1\t\xff\t[1,2,3]\n", "22021", 'invalid byte sequence for encoding "UTF8": 0xff', None),
+    (b"1\ta\\0b\t[1,2,3]\n", "22021", 'invalid byte sequence for encoding "UTF8": 0x00', None),
+    (b"1\tx\t[1,2,3]\rmore\n", "22P04", "literal carriage return found in data", None),
+]
+
+
+@pytest.mark.parametrize(("data", "sqlstate", "message", "detail"), ERRORS, ids=[e[2][:30] for e in ERRORS])
+def test_errors(data: bytes, sqlstate: str, message: str, detail: str | None) -> None:
+    with pytest.raises(PgError) as exc:
+        decode_copy_text(data, ["id", "name", "emb"], [T.INT8, T.TEXT, T.VECTOR],
+                         [pa.int64(), pa.string(), pa.list_(pa.float32(), 3)])
+    assert exc.value.sqlstate == sqlstate
+    assert exc.value.message == message
+    if detail is not None:
+        assert detail in (exc.value.detail or "")
+
+
+@pytest.mark.parametrize(
+    ("data", "oid", "typ", "sqlstate"),
+    [
+        (b"maybe\n", T.BOOL, pa.bool_(), "22P02"), (b"1e999\n", T.FLOAT8, pa.float64(), "22003"),
+        (b"1e-999\n", T.FLOAT8, pa.float64(), "22003"), (b"1e39\n", T.FLOAT4, pa.float32(), "22003"),
+        (b"2024-02-30\n", T.DATE, pa.date32(), "22008"), (b"noon\n", T.TIMESTAMP, pa.timestamp("us"), "22007"),
+        (b"123456789\n", T.NUMERIC, pa.decimal128(10, 2), "22003"), (b"zz\n", T.UUID, pa.string(), "22P02"),
+        (b"zz\n", T.UUID, pa.binary(16), "22P02"), (b"\\\\xzz\n", T.BYTEA, pa.binary(), "22023"),
+        (b"40000\n", T.INT2, pa.int16(), "22003"), (b"1.5x\n", T.NUMERIC, pa.string(), "22P02"),
+    ],
+)
+def test_value_errors(data: bytes, oid: int, typ: pa.DataType, sqlstate: str) -> None:
+    with pytest.raises(PgError) as exc:
+        one(data, oid, typ)
+    assert exc.value.sqlstate == sqlstate
+    assert "COPY line 1, column c" in (exc.value.detail or "")
+
+
+def test_line_numbers_count_from_first_line() -> None:
+    with pytest.raises(PgError) as exc:
+        decode_copy_text(b"1\n2\nx\n", ["c"], [T.INT4], [pa.int32()], first_line=101)
+    assert "COPY line 103" in (exc.value.detail or "")
+
+
+def test_complete_lines_end() -> None:
+    assert complete_lines_end(b"a\nb") == 2
+    assert complete_lines_end(b"a\\\nb") == 0  # escaped newline is data
+    assert complete_lines_end(b"a\\\\\nb") == 4  # an escaped backslash, then a real newline
+    assert complete_lines_end(b"abc") == 0
+
+
+def test_chunked_decoder_matches_one_shot() -> None:
+    lines = b"".join(b"%d\tname %d\\twith tab\t[%d,1,2]\n" % (i, i, i) for i in range(2000))
+    names, oids, types = ["id", "name", "emb"], [T.INT8, T.TEXT, T.VECTOR], [pa.int64(), pa.string(), pa.list_(pa.float32(), 3)]
+    whole = decode_copy_text(lines, names, oids, types)
+    decoder = CopyTextDecoder(names, oids, types, chunk_bytes=1000)
+    tables = []
+    for start in range(0, len(lines), 333):  # pieces cut anywhere, as CopyData may be
+        tables += decoder.feed(lines[start : start + 333])
+    tables += decoder.finish()
+    assert len(tables) > 5
+    assert pa.concat_tables(tables).equals(whole)
+    bad = CopyTextDecoder(["c"], [T.INT4], [pa.int32()], chunk_bytes=4)
+    bad.feed(b"1\n2\n")
+    with pytest.raises(PgError) as exc:
+        bad.feed(b"3\nx\n")
+        bad.finish()
+    assert "COPY line 4" in (exc.value.detail or "")
+
+
+def test_large_copy_is_fast_enough_to_be_vectorised() -> None:
+    n = 200_000
+    data = b"".join(b"%d\tname %d\t[%d.5,1,2]\n" % (i, i, i) for i in range(n))
+    table = decode_copy_text(data, ["id", "name", "emb"], [T.INT8, T.TEXT, T.VECTOR],
+                             [pa.int64(), pa.string(), pa.list_(pa.float32(), 3)])
+    assert table.num_rows == n and table.column(0)[n - 1].as_py() == n - 1
+    assert table.column(2)[7].as_py() == [7.5, 1.0, 2.0]

@@ -1,0 +1,555 @@
+"""COPY ... FROM STDIN in PostgreSQL's text format, decoded to Arrow column-at-a-time.
+
+Format (https://www.postgresql.org/docs/16/sql-copy.html#id-1.9.3.55.9.2): one row per line
+ending in ``\\n`` (``\\r\\n`` accepted), columns separated by the delimiter (tab), ``\\N`` for
+NULL, backslash escapes ``\\b \\f \\n \\r \\t \\v``, ``\\ooo`` octal, ``\\xhh`` hex, and a backslash
+before any other character (the delimiter, a newline, a backslash) standing for that character.
+An optional ``\\.`` line ends the data.
+
+The whole buffer is split with numpy: backslash runs give the escaped positions (a backslash
+escapes the next byte when it sits at an even offset in its run), the remaining tabs and
+newlines are the separators, and a row with the wrong number of fields is an error before any
+value is converted. Escapes are resolved once for the buffer, then every column is a gather of
+its fields and one vectorised cast. Values pyarrow's casts refuse (PostgreSQL accepts a few
+more spellings: ``' 12'``, ``'1_000'``, ``'yes'``...) take a per-value path, which also finds
+the first bad line for the error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Context, Decimal
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from wire import pgtypes as T
+from wire.session import PgError
+
+_LB = pa.large_binary()
+_ESCAPE_BYTES = {ord("b"): 8, ord("f"): 12, ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("v"): 11}
+_SIMPLE_ESCAPES = np.arange(256, dtype=np.uint8)
+for _k, _v in _ESCAPE_BYTES.items():
+    _SIMPLE_ESCAPES[_k] = _v
+_IS_OCTAL = np.zeros(256, bool)
+_IS_OCTAL[ord("0") : ord("8")] = True
+_NIBBLE = np.full(256, 255, np.int64)
+_NIBBLE[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
+_NIBBLE[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16)
+_NIBBLE[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16)
+_TRUE = pa.array(["t", "tr", "tru", "true", "y", "ye", "yes", "on", "1"])
+_FALSE = pa.array(["f", "fa", "fal", "fals", "false", "n", "no", "of", "off", "0"])
+
+
+class _Row(Exception):
+    """A conversion failed at row ``row`` (0-based in this buffer)."""
+
+    def __init__(self, row: int, error: PgError) -> None:
+        super().__init__(error.message)
+        self.row = row
+        self.error = error
+
+
+def _context(err: PgError, line: int, column: str | None, value: str | None) -> PgError:
+    where = f"COPY line {line}"
+    if column is not None:
+        where += f", column {column}"
+    if value is not None:
+        where += f': "{value[:100]}"'
+    detail = f"{err.detail} {where}" if err.detail else where
+    return PgError(err.sqlstate, err.message, detail=detail, hint=err.hint)
+
+
+def _strip_end_marker(data: bytes) -> bytes:
+    if data.startswith(b"\\.") and data[2:3] in (b"", b"\n", b"\r"):
+        return b""
+    pos = data.find(b"\n\\.")
+    while pos >= 0:
+        if data[pos + 3 : pos + 4] in (b"", b"\n", b"\r"):
+            return data[: pos + 1]
+        pos = data.find(b"\n\\.", pos + 1)
+    return data
+
+
+def _escape_starts(buf: np.ndarray) -> np.ndarray:
+    """Positions of backslashes that begin an escape (the ones at even offsets in their run)."""
+    bs = np.flatnonzero(buf == 0x5C)
+    if bs.size == 0:
+        return bs
+    run_start = np.ones(bs.size, bool)
+    run_start[1:] = bs[1:] != bs[:-1] + 1
+    first = np.maximum.accumulate(np.where(run_start, np.arange(bs.size), 0))
+    return bs[(np.arange(bs.size) - first) % 2 == 0]
+
+
+def _unescape(buf: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Resolve every escape -> (new buffer, keep mask over the old one)."""
+    padded = np.concatenate([buf, np.zeros(4, np.uint8)])
+    c1, c2, c3 = padded[starts + 1], padded[starts + 2], padded[starts + 3]
+    value = _SIMPLE_ESCAPES[c1].astype(np.int64)
+    consumed = np.full(starts.size, 2, np.int64)
+    octal = _IS_OCTAL[c1]
+    oct2 = octal & _IS_OCTAL[c2]
+    oct3 = oct2 & _IS_OCTAL[c3]
+    oct_value = c1.astype(np.int64) - 48
+    oct_value = np.where(oct2, oct_value * 8 + c2 - 48, oct_value)
+    oct_value = np.where(oct3, oct_value * 8 + c3 - 48, oct_value)
+    value = np.where(octal, oct_value & 0xFF, value)
+    consumed = np.where(octal, 2 + oct2 + oct3, consumed)
+    hex1 = (c1 == ord("x")) & (_NIBBLE[c2] < 16)
+    hex2 = hex1 & (_NIBBLE[c3] < 16)
+    hex_value = np.where(hex2, _NIBBLE[c2] * 16 + _NIBBLE[c3], _NIBBLE[c2])
+    value = np.where(hex1, hex_value, value)
+    consumed = np.where(hex1, 3 + hex2, consumed)
+    out = buf.copy()
+    out[starts] = value.astype(np.uint8)
+    keep = np.ones(buf.size + 4, bool)
+    for k in (1, 2, 3):
+        keep[starts[consumed > k] + k] = False
+    keep = keep[: buf.size]
+    return out[keep], keep
+
+
+def _raw_line(buf: np.ndarray, line_starts: np.ndarray, line: int) -> str:
+    start = int(line_starts[line])
+    end = int(line_starts[line + 1]) - 1 if line + 1 < len(line_starts) else buf.size
+    return bytes(buf[start : min(end, start + 100)]).decode("utf-8", "replace")
+
+
+def decode_copy_text(
+    data: bytes,
+    names: list[str],
+    oids: list[int],
+    arrow_types: list[pa.DataType],
+    *,
+    delimiter: str = "\t",
+    null: str = "\\N",
+    first_line: int = 1,
+) -> pa.Table:
+    """Rows of COPY text -> a table with ``names`` and exactly ``arrow_types``.
+
+    ``oids`` are the columns' PostgreSQL types (they decide how text is read: an int8 column
+    stored as int64, a uuid stored as string, a vector stored as fixed_size_list<float32, n>).
+    ``first_line`` numbers the first line of ``data`` in error messages, for callers that
+    decode a stream in chunks of whole lines (see :class:`CopyTextDecoder`).
+
+    Errors are PgError: 22P04 wrong number of columns, 22P02 / 22007 / 22003 bad values,
+    22000 wrong vector dimension, each with ``COPY line N, column c: "value"`` in the detail.
+    """
+    k = len(names)
+    if not (len(oids) == len(arrow_types) == k):
+        raise ValueError("names, oids and arrow_types must have the same length")
+    delim = delimiter.encode("utf-8")
+    if len(delim) != 1 or delim in b"\\\r\n":
+        raise PgError("22023", "COPY delimiter must be a single one-byte character")
+    data = _strip_end_marker(data)
+    if b"\r" in data:
+        if data.count(b"\r") != data.count(b"\r\n"):
+            raise PgError("22P04", "literal carriage return found in data",
+                          hint='Use "\\r" to represent carriage return.')
+        data = data.replace(b"\r\n", b"\n")
+    if data and not data.endswith(b"\n"):
+        data += b"\n"
+    buf = np.frombuffer(data, np.uint8)
+    starts = _escape_starts(buf)
+    if starts.size and starts[-1] == buf.size - 2:
+        # The final newline is escaped (a backslash at the end of the data): end the line anyway.
+        buf = np.concatenate([buf, np.frombuffer(b"\n", np.uint8)])
+    is_sep = (buf == delim[0]) | (buf == 10)
+    if starts.size:
+        is_sep[starts + 1] = False
+    sep_pos = np.flatnonzero(is_sep)
+    is_nl = buf[sep_pos] == 10
+    n_lines = int(is_nl.sum())
+    line_of_sep = np.cumsum(is_nl) - is_nl
+    fields_per_line = np.bincount(line_of_sep, minlength=n_lines) if n_lines else np.zeros(0, np.int64)
+    if n_lines and (fields_per_line != k).any():
+        bad = int(np.flatnonzero(fields_per_line != k)[0])
+        got = int(fields_per_line[bad])
+        line_starts = np.concatenate([[0], sep_pos[is_nl] + 1])
+        err = (PgError("22P04", f'missing data for column "{names[got]}"') if got < k
+               else PgError("22P04", "extra data after last expected column"))
+        raise _context(err, first_line + bad, None, _raw_line(buf, line_starts, bad))
+    if n_lines == 0:
+        return pa.Table.from_arrays([pa.array([], t) for t in arrow_types], names=names)
+
+    field_end = sep_pos
+    field_start = np.concatenate([[0], sep_pos[:-1] + 1])
+    null_bytes = null.encode("utf-8")
+    raw_len = field_end - field_start
+    is_null = raw_len == len(null_bytes)
+    for j, byte in enumerate(null_bytes):
+        is_null &= buf[np.where(is_null, field_start + j, 0)] == byte
+    is_null = is_null.reshape(n_lines, k)
+
+    if starts.size:
+        out, keep = _unescape(buf, starts)
+        new_pos = np.cumsum(keep) - 1
+        field_end = new_pos[sep_pos]
+        field_start = np.concatenate([[0], field_end[:-1] + 1])
+        buf = out
+    offsets = np.empty(2 * field_end.size + 1, np.int64)
+    offsets[0:-1:2] = field_start
+    offsets[1::2] = field_end
+    offsets[-1] = field_end[-1] + 1
+    pieces = pa.Array.from_buffers(_LB, 2 * field_end.size, [None, pa.py_buffer(offsets), pa.py_buffer(buf)])
+    field_index = 2 * np.arange(n_lines * k, dtype=np.int64).reshape(n_lines, k)
+
+    columns = []
+    for c in range(k):
+        raw = pieces.take(pa.array(field_index[:, c]))
+        nulls = is_null[:, c]
+        mask = pa.array(nulls) if nulls.any() else None
+        try:
+            columns.append(_convert(raw, mask, nulls, oids[c], arrow_types[c]))
+        except _Row as failure:
+            value = raw[failure.row].as_py()
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else None
+            raise _context(failure.error, first_line + failure.row, names[c], text) from None
+    return pa.Table.from_arrays(columns, schema=pa.schema([pa.field(n, t) for n, t in zip(names, arrow_types)]))
+
+
+# --------------------------------------------------------------------------- conversions
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _to_text(raw: pa.Array, nulls: np.ndarray) -> pa.Array:
+    """Fields as large_string, NULL where ``nulls``; invalid UTF-8 or NUL -> 22021 at its row."""
+    try:
+        text = raw.view(pa.large_string())
+        text.validate(full=True)
+    except pa.ArrowInvalid:
+        for row, value in enumerate(raw.to_pylist()):
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _Row(row, PgError(
+                    "22021", f'invalid byte sequence for encoding "UTF8": 0x{value[exc.start:exc.start + 1].hex()}'
+                )) from None
+        raise
+    has_nul = pc.match_substring(text, "\x00").to_numpy(zero_copy_only=False) & ~nulls
+    if has_nul.any():
+        raise _Row(_first(has_nul), PgError("22021", 'invalid byte sequence for encoding "UTF8": 0x00'))
+    if nulls.any():
+        text = pc.if_else(pa.array(nulls), pa.scalar(None, pa.large_string()), text)
+    return text
+
+
+def _per_value(text: pa.Array, parse: Callable[[str], Any], target: pa.DataType) -> pa.Array:
+    """The slow path: parse each value with PostgreSQL's rules (first error names its row)."""
+    values: list[Any] = []
+    for row, v in enumerate(text.to_pylist()):
+        if v is None:
+            values.append(None)
+            continue
+        try:
+            values.append(parse(v))
+        except PgError as err:
+            raise _Row(row, err) from None
+    return pa.array(values, target)
+
+
+def _convert(raw: pa.Array, mask: pa.Array | None, nulls: np.ndarray, oid: int, target: pa.DataType) -> pa.Array:
+    if pa.types.is_fixed_size_list(target) or (
+        oid == T.VECTOR and (pa.types.is_list(target) or pa.types.is_large_list(target))
+    ):
+        return _convert_vector(_to_text(raw, nulls), nulls, target)
+    if pa.types.is_binary(target) or pa.types.is_large_binary(target):
+        return _convert_bytea(raw, nulls, target)
+    if pa.types.is_fixed_size_binary(target):
+        return _convert_uuid_bytes(_to_text(raw, nulls), nulls, target)
+    text = _to_text(raw, nulls)
+    if pa.types.is_string(target) or pa.types.is_large_string(target):
+        return _convert_string(text, nulls, oid).cast(target)
+    if pa.types.is_boolean(target):
+        return _convert_bool(text, nulls)
+    if pa.types.is_integer(target):
+        bits = target.bit_width
+        label = {16: "smallint", 32: "integer"}.get(bits, "bigint")
+        return _fast_or_slow(text, target, lambda s: T.parse_int(s, bits, label))
+    if pa.types.is_floating(target):
+        return _convert_float(text, nulls, target, single=oid == T.FLOAT4 or pa.types.is_float32(target))
+    if pa.types.is_decimal(target):
+        return _convert_decimal(text, target)
+    if pa.types.is_date(target):
+        return _fast_or_slow(text, target, T.parse_date)
+    if pa.types.is_timestamp(target):
+        return _convert_timestamp(text, target)
+    return _per_value(text, lambda s: T.decode_text(s, oid), target)
+
+
+def _fast_or_slow(text: pa.Array, target: pa.DataType, parse: Callable[[str], Any]) -> pa.Array:
+    try:
+        return text.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return _per_value(text, parse, target)
+
+
+def _convert_string(text: pa.Array, nulls: np.ndarray, oid: int) -> pa.Array:
+    if oid == T.UUID:
+        ok = pc.match_substring_regex(text, r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+        if pc.all(ok).as_py() in (True, None):
+            return text
+        return _per_value(text, lambda s: str(T.parse_uuid(s)), pa.large_string())
+    if oid == T.NUMERIC:
+        ok = pc.match_substring_regex(text, r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$|^NaN$")
+        if pc.all(ok).as_py() in (True, None):
+            return text
+        return _per_value(text, lambda s: _numeric_text(T.parse_numeric(s)), pa.large_string())
+    return text
+
+
+def _numeric_text(d: Decimal) -> str:
+    if d.is_nan():
+        return "NaN"
+    if d.is_infinite():
+        return "Infinity" if d > 0 else "-Infinity"
+    return format(d, "f")
+
+
+def _convert_bool(text: pa.Array, nulls: np.ndarray) -> pa.Array:
+    words = pc.utf8_lower(pc.utf8_trim_whitespace(text))
+    is_true = pc.is_in(words, value_set=_TRUE.cast(pa.large_string()))
+    is_false = pc.is_in(words, value_set=_FALSE.cast(pa.large_string()))
+    bad = ~(is_true.to_numpy(zero_copy_only=False) | is_false.to_numpy(zero_copy_only=False)) & ~nulls
+    if bad.any():
+        row = _first(bad)
+        raise _Row(row, PgError("22P02", f'invalid input syntax for type boolean: "{text[row].as_py()}"'))
+    return pc.if_else(pa.array(nulls), pa.scalar(None, pa.bool_()), is_true) if nulls.any() else is_true
+
+
+def _convert_float(text: pa.Array, nulls: np.ndarray, target: pa.DataType, single: bool) -> pa.Array:
+    def parse(s: str) -> float:
+        return T.parse_float(s, single=single)
+
+    try:
+        values = text.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return _per_value(text, parse, target)
+    v = values.fill_null(1).to_numpy(zero_copy_only=False)
+    # Overflow to infinity or underflow to zero is an error in PostgreSQL; a spelled-out
+    # Infinity or a zero is not.
+    overflow = np.isinf(v) & ~pc.match_substring(text, "inf", ignore_case=True).fill_null(True).to_numpy(
+        zero_copy_only=False)
+    underflow = (v == 0) & pc.match_substring_regex(text, r"^[^eE]*[1-9]").fill_null(False).to_numpy(
+        zero_copy_only=False)
+    bad = overflow | underflow
+    if bad.any():
+        row = _first(bad)
+        try:
+            parse(text[row].as_py())
+        except PgError as err:
+            raise _Row(row, err) from None
+    return values
+
+
+def _convert_decimal(text: pa.Array, target: pa.DataType) -> pa.Array:
+    try:
+        return text.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    precision, scale = target.precision, target.scale
+    quantum = Decimal(1).scaleb(-scale)
+    limit = Decimal(10) ** (precision - scale)
+    ctx = Context(prec=precision + 20)
+
+    def parse(s: str) -> Decimal:
+        d = T.parse_numeric(s)
+        if not d.is_finite():
+            raise PgError("22003", "cannot hold an infinite or NaN value in a numeric with a declared precision")
+        d = d.quantize(quantum, rounding=ROUND_HALF_UP, context=ctx)
+        if abs(d) >= limit:
+            raise PgError("22003", "numeric field overflow",
+                          detail=f"A field with precision {precision}, scale {scale} must round to an "
+                                 f"absolute value less than 10^{precision - scale}.")
+        return d
+
+    return _per_value(text, parse, target)
+
+
+def _convert_timestamp(text: pa.Array, target: pa.DataType) -> pa.Array:
+    try:
+        return text.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    if target.tz is not None:
+        try:  # no offsets given: the session time zone, UTC
+            naive = text.cast(pa.timestamp(target.unit))
+            return naive.view(pa.int64()).view(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    with_tz = target.tz is not None
+    return _per_value(text, lambda s: T.parse_timestamp(s, with_tz=with_tz), target)
+
+
+def _convert_bytea(raw: pa.Array, nulls: np.ndarray, target: pa.DataType) -> pa.Array:
+    text = _to_text(raw, nulls)
+    filled = text.fill_null("\\x")
+    is_hex = pc.starts_with(filled, "\\x").to_numpy(zero_copy_only=False)
+    if is_hex.all():
+        body = _as_large_binary(pc.utf8_slice_codeunits(filled, 2))
+        offsets, data = _parts(body)
+        lengths = np.diff(offsets)
+        nib = _NIBBLE[data]
+        if not (lengths % 2).any() and (nib < 16).all():
+            decoded = ((nib[0::2] << 4) | nib[1::2]).astype(np.uint8)
+            validity = pa.array(~nulls).buffers()[1] if nulls.any() else None
+            result = pa.Array.from_buffers(_LB, len(body), [validity, pa.py_buffer(offsets // 2),
+                                                            pa.py_buffer(decoded)], int(nulls.sum()))
+            return result.cast(target)
+    return _per_value(text, T.parse_bytea, target)
+
+
+def _as_large_binary(arr: pa.Array) -> pa.Array:
+    return arr.view(_LB) if pa.types.is_large_string(arr.type) else arr.cast(_LB)
+
+
+def _parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    start = int(offsets[0])
+    return offsets - start, data[start : int(offsets[-1])]
+
+
+def _convert_uuid_bytes(text: pa.Array, nulls: np.ndarray, target: pa.DataType) -> pa.Array:
+    hexed = pc.replace_substring_regex(pc.utf8_lower(text.fill_null("0" * 32)), r"[-{}]", "")
+    bad = ~pc.match_substring_regex(hexed, r"^[0-9a-f]{32}$").to_numpy(zero_copy_only=False)
+    if bad.any():
+        row = _first(bad)
+        raise _Row(row, PgError("22P02", f'invalid input syntax for type uuid: "{text[row].as_py()}"'))
+    _, data = _parts(_as_large_binary(hexed))
+    nib = _NIBBLE[data].reshape(len(text), 32)
+    raw = ((nib[:, 0::2] << 4) | nib[:, 1::2]).astype(np.uint8)
+    validity = pa.array(~nulls).buffers()[1] if nulls.any() else None
+    return pa.Array.from_buffers(target, len(text), [validity, pa.py_buffer(raw.reshape(-1))], int(nulls.sum()))
+
+
+def _convert_vector(text: pa.Array, nulls: np.ndarray, target: pa.DataType) -> pa.Array:
+    """pgvector's text form, vectorised: trim, check brackets, split on commas, cast float32."""
+    n = len(text)
+    present = np.flatnonzero(~nulls)
+    t = pc.utf8_trim_whitespace(text.take(pa.array(present)))
+    syntax_ok = (pc.starts_with(t, "[").to_numpy(zero_copy_only=False)
+                 & pc.ends_with(t, "]").to_numpy(zero_copy_only=False))
+    if not syntax_ok.all():
+        row = int(present[_first(~syntax_ok)])
+        value = text[row].as_py()
+        detail = 'Vector contents must start with "[".' if not value.lstrip().startswith("[") else None
+        raise _Row(row, PgError("22P02", f'invalid input syntax for type vector: "{value}"', detail=detail))
+    inner = pc.utf8_slice_codeunits(t, 1, -1)
+    empty = pc.equal(pc.utf8_trim_whitespace(inner), "").to_numpy(zero_copy_only=False)
+    if empty.any():
+        raise _Row(int(present[_first(empty)]), PgError("22000", "vector must have at least 1 dimension"))
+    parts = pc.split_pattern(inner, ",")
+    dims = pc.list_value_length(parts).to_numpy(zero_copy_only=False).astype(np.int64)
+    fixed = target.list_size if pa.types.is_fixed_size_list(target) else None
+    if fixed is not None and (dims != fixed).any():
+        i = _first(dims != fixed)
+        raise _Row(int(present[i]), PgError("22000", f"expected {fixed} dimensions, not {int(dims[i])}"))
+    if (dims > T.VECTOR_MAX_DIM).any():
+        i = _first(dims > T.VECTOR_MAX_DIM)
+        raise _Row(int(present[i]), PgError("54000", f"vector cannot have more than {T.VECTOR_MAX_DIM} dimensions"))
+    elements = pc.utf8_trim_whitespace(pc.list_flatten(parts))
+    row_of_element = np.repeat(np.arange(len(present)), dims)
+    try:
+        values = elements.cast(pa.float32())
+    except pa.ArrowInvalid:
+        ok = pc.match_substring_regex(elements, T._VECTOR_ELEMENT.replace(r"\s*", ""), ignore_case=True)
+        bad = ~ok.to_numpy(zero_copy_only=False)
+        row = int(present[row_of_element[_first(bad)]]) if bad.any() else int(present[0])
+        raise _Row(row, PgError("22P02", f'invalid input syntax for type vector: "{text[row].as_py()}"')) from None
+    flat = values.to_numpy(zero_copy_only=False)
+    finite = np.isfinite(flat)
+    if not finite.all():
+        i = _first(~finite)
+        message = "NaN not allowed in vector" if np.isnan(flat[i]) else "infinite value not allowed in vector"
+        raise _Row(int(present[row_of_element[i]]), PgError("22000", message))
+    mask = pa.array(nulls) if nulls.any() else None
+    if fixed is not None:
+        matrix = np.zeros((n, fixed), np.float32)
+        matrix[present] = flat.reshape(len(present), fixed)
+        values = pa.array(matrix.reshape(-1), target.value_type)
+        return pa.FixedSizeListArray.from_arrays(values, fixed, mask=mask).cast(target)
+    counts = np.zeros(n, np.int64)
+    counts[present] = dims
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    list_type = pa.large_list if pa.types.is_large_list(target) else pa.list_
+    offset_type = pa.int64() if pa.types.is_large_list(target) else pa.int32()
+    result = (pa.LargeListArray if pa.types.is_large_list(target) else pa.ListArray).from_arrays(
+        pa.array(offsets, offset_type), pa.array(flat, pa.float32()), mask=mask
+    )
+    return result.cast(list_type(target.value_type))
+
+
+# --------------------------------------------------------------------------- streaming helper
+
+
+def complete_lines_end(buffer: bytes | bytearray) -> int:
+    """Length of the longest prefix of ``buffer`` made of whole COPY text lines (0 if none).
+
+    A newline preceded by an odd run of backslashes is data, not a line end.
+    """
+    end = len(buffer)
+    while True:
+        pos = buffer.rfind(b"\n", 0, end)
+        if pos < 0:
+            return 0
+        run = 0
+        while pos - run - 1 >= 0 and buffer[pos - run - 1] == 0x5C:
+            run += 1
+        if run % 2 == 0:
+            return pos + 1
+        end = pos
+
+
+class CopyTextDecoder:
+    """Decodes a COPY text stream in chunks of whole lines, so memory stays bounded.
+
+    For a :class:`wire.session.CopyInSink`: ``feed`` each payload, collect the tables it
+    returns, and call ``finish`` on CopyDone. Line numbers in errors count from the start.
+    """
+
+    def __init__(self, names: list[str], oids: list[int], arrow_types: list[pa.DataType], *,
+                 delimiter: str = "\t", null: str = "\\N", chunk_bytes: int = 16 << 20) -> None:
+        self.names, self.oids, self.arrow_types = names, oids, arrow_types
+        self.delimiter, self.null = delimiter, null
+        self.chunk_bytes = chunk_bytes
+        self._buffer = bytearray()
+        self._line = 1
+        self._ended = False
+
+    def _decode(self, data: bytes) -> pa.Table:
+        table = decode_copy_text(data, self.names, self.oids, self.arrow_types, delimiter=self.delimiter,
+                                 null=self.null, first_line=self._line)
+        self._line += table.num_rows
+        return table
+
+    def feed(self, data: bytes) -> list[pa.Table]:
+        if self._ended:
+            return []
+        self._buffer += data
+        if len(self._buffer) < self.chunk_bytes:
+            return []
+        cut = complete_lines_end(self._buffer)
+        if cut == 0:
+            return []
+        chunk = bytes(self._buffer[:cut])
+        del self._buffer[:cut]
+        stripped = _strip_end_marker(chunk)
+        if len(stripped) != len(chunk):
+            self._ended = True
+            self._buffer.clear()
+        return [self._decode(stripped)]
+
+    def finish(self) -> list[pa.Table]:
+        rest = bytes(self._buffer)
+        self._buffer.clear()
+        if self._ended or not rest:
+            return []
+        return [self._decode(rest)]

@@ -1,0 +1,881 @@
+"""The PostgreSQL v3 protocol server: one asyncio task per connection, engine work in threads.
+
+Each connection is a :class:`Connection` with one explicit state (awaiting startup,
+authenticating, ready, in COPY, ignoring till Sync) and a dispatch on (state, message type) to
+one handler per concern: startup and authentication, simple query, the extended-query messages,
+COPY FROM STDIN, cancel. Bytes from the socket go through :class:`wire.codec.FrontendDecoder`;
+a framing error is answered with FATAL 08P01 and ends that connection only.
+
+Every call into the engine's :class:`wire.session.Session` runs on a shared thread pool
+(``loop.run_in_executor``), one at a time per connection, so the event loop never blocks; row
+batches are fetched and encoded to DataRow bytes in the same worker call.
+
+Protocol reference: https://www.postgresql.org/docs/16/protocol-flow.html
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import functools
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from wire import codec
+from wire.auth import MECHANISM, ScramExchange, ScramVerifier
+from wire.codec import (
+    AuthenticationResponse,
+    Bind,
+    CancelRequest,
+    Close,
+    CopyData,
+    CopyDone,
+    CopyFail,
+    Describe,
+    Execute,
+    Flush,
+    FrontendDecoder,
+    FunctionCall,
+    GSSENCRequest,
+    MessageTextError,
+    Parse,
+    ProtocolError,
+    Query,
+    SSLRequest,
+    StartupMessage,
+    Sync,
+    Terminate,
+)
+from wire.column_encoding import encode_data_rows
+from wire.pgtypes import TEXT as TEXT_OID
+from wire.pgtypes import decode_param, type_size
+from wire.session import (
+    ColumnDesc,
+    CopyInSink,
+    Execution,
+    PgError,
+    PreparedStatement,
+    Session,
+    SessionFactory,
+    StartupInfo,
+    StatementDesc,
+)
+
+logger = logging.getLogger("sqlvec.wire")
+
+# Settings whose values describe what wire itself sends (UTF-8 text, ISO dates in UTC, integer
+# timestamps). They are reported at startup when the session's own list lacks them.
+PROTOCOL_PARAMETERS: dict[str, str] = {
+    "server_version": "16.0",
+    "server_encoding": "UTF8",
+    "client_encoding": "UTF8",
+    "DateStyle": "ISO, MDY",
+    "IntervalStyle": "postgres",
+    "TimeZone": "UTC",
+    "integer_datetimes": "on",
+    "standard_conforming_strings": "on",
+}
+
+DEFAULT_BATCH_ROWS = 10_000
+DEFAULT_BATCH_BYTES = 8 << 20  # fewer rows per fetch when rows are wide (text vectors)
+_READ_SIZE = 256 << 10
+_FLUSH_BYTES = 256 << 10
+_COPY_FEED_BYTES = 1 << 20
+
+T = TypeVar("T")
+
+
+class ConnectionState(enum.Enum):
+    AWAITING_STARTUP = "awaiting startup"
+    AUTHENTICATING = "authenticating"
+    READY = "ready"
+    COPY_IN = "in COPY"
+    IGNORING_TILL_SYNC = "ignoring till Sync"
+    CLOSED = "closed"
+
+
+class _Closed(Exception):
+    """The client went away (EOF or Terminate)."""
+
+
+@dataclass
+class _Statement:
+    prepared: PreparedStatement
+    desc: StatementDesc
+    client_oids: tuple[int, ...]
+
+    def param_oids(self) -> list[int]:
+        """The parameter types: the client's from Parse where non-zero, else the session's.
+
+        A client may declare more parameters than the statement uses; those count too.
+        """
+        inferred = list(self.desc.param_oids)
+        given = self.client_oids
+        count = max(len(inferred), len(given))
+        return [given[i] if i < len(given) and given[i] else (inferred[i] if i < len(inferred) else TEXT_OID)
+                for i in range(count)]
+
+
+@dataclass
+class _Shape:
+    """What an Execution is, read in a worker thread (an engine may run the statement to know)."""
+
+    columns: list[ColumnDesc] | None
+    copy_in: CopyInSink | None
+    copy_in_columns: int
+
+
+@dataclass
+class _Portal:
+    execution: Execution
+    shape: _Shape
+    formats: list[int]
+
+
+@dataclass
+class _Fetched:
+    payload: bytes
+    rows: int
+    done: bool
+    tag: str | None
+    notices: list[PgError]
+    parameters: dict[str, str]
+
+
+def _internal_error(exc: BaseException) -> PgError:
+    return PgError("XX000", str(exc) or type(exc).__name__)
+
+
+def _result_formats(codes: Sequence[int], columns: list[ColumnDesc] | None) -> list[int]:
+    n = len(columns) if columns is not None else 0
+    for code in codes:
+        if code not in (0, 1):
+            raise PgError("22023", f"unsupported format code: {code}")
+    if not codes:
+        return [0] * n
+    if len(codes) == 1:
+        return [codes[0]] * n
+    if columns is not None and len(codes) != n:
+        raise PgError("08P01", f"bind message has {len(codes)} result formats but query has {n} columns")
+    return list(codes)
+
+
+def _param_formats(codes: Sequence[int], count: int) -> list[int]:
+    if len(codes) > 1 and len(codes) != count:
+        raise PgError("08P01", f"bind message has {len(codes)} parameter formats but {count} parameters")
+    for code in codes:
+        if code not in (0, 1):
+            raise PgError("22023", f"unsupported format code: {code}")
+    return list(codes) if len(codes) > 1 else [codes[0] if codes else 0] * count
+
+
+def _row_description(columns: list[ColumnDesc], formats: Sequence[int]) -> bytes:
+    sizes = [c.type_size if c.type_size != -1 else type_size(c.type_oid) for c in columns]
+    return codec.encode_row_description(columns, formats, sizes)
+
+
+def _extended_step(
+    handler: Callable[[Connection, Any], Awaitable[None]],
+) -> Callable[[Connection, Any], Awaitable[None]]:
+    """An extended-query message: on error send ErrorResponse and discard until Sync."""
+
+    @functools.wraps(handler)
+    async def run(self: Connection, msg: Any) -> None:
+        try:
+            await handler(self, msg)
+        except PgError as err:
+            self.send_error(err)
+            self.state = ConnectionState.IGNORING_TILL_SYNC
+        except (ProtocolError, _Closed, ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            logger.warning("error in %s: %s", type(msg).__name__, exc, exc_info=True)
+            self.send_error(_internal_error(exc))
+            self.state = ConnectionState.IGNORING_TILL_SYNC
+
+    return run
+
+
+class Connection:
+    """One client connection: the protocol state machine around one engine session."""
+
+    def __init__(self, server: WireServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.decoder = FrontendDecoder(max_message_size=server.max_message_size)
+        self.state = ConnectionState.AWAITING_STARTUP
+        self.session: Session | None = None
+        self.user = ""
+        self.process_id = 0
+        self.secret_key = 0
+        self.statements: dict[str, _Statement] = {}
+        self.portals: dict[str, _Portal] = {}
+        self.peer = writer.get_extra_info("peername")
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._inflight: asyncio.Future[Any] | None = None
+        self._opening: asyncio.Future[Any] | None = None  # open_session, if cut short by a timeout
+        self._copy_sink: CopyInSink | None = None
+        self._batch_rows = server.batch_rows
+
+    @property
+    def active_session(self) -> Session:
+        """The session, once startup has opened it (every handler after startup)."""
+        assert self.session is not None
+        return self.session
+
+    # ------------------------------------------------------------------ I/O
+
+    def send(self, data: bytes) -> None:
+        if data:
+            self._out.append(data)
+            self._out_size += len(data)
+
+    def send_error(self, err: PgError) -> None:
+        self.send(codec.encode_error_response(err))
+
+    async def flush(self) -> None:
+        if self._out:
+            data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+            self._out.clear()
+            self._out_size = 0
+            self.writer.write(data)
+        await self.writer.drain()
+
+    async def receive(self) -> Any:
+        """The next whole message; flushes pending output before waiting on the socket."""
+        while True:
+            msg = self.decoder.next_message()
+            if msg is not None:
+                return msg
+            if self._out:
+                await self.flush()
+            data = await self.reader.read(_READ_SIZE)
+            if not data:
+                raise _Closed()
+            self.decoder.feed(data)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a session call on the worker pool; a cancelled caller leaves it running to the end."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.server.executor, functools.partial(fn, *args))
+        self._inflight = future
+        try:
+            return await asyncio.shield(future)
+        finally:
+            if future.done():
+                self._inflight = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        logger.debug("connection opened from %s", self.peer)
+        try:
+            if await self._startup():
+                await self._serve()
+        except _Closed:
+            pass
+        except ProtocolError as exc:
+            logger.info("protocol error from %s: %s", self.peer, exc.message)
+            await self._fatal(exc.to_pg_error())
+        except PgError as exc:
+            logger.info("connection from %s refused: %s", self.peer, exc.message)
+            await self._fatal(exc)
+        except (ConnectionError, OSError) as exc:
+            logger.debug("connection from %s lost: %s", self.peer, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("unexpected error on connection from %s", self.peer, exc_info=True)
+            await self._fatal(_internal_error(exc))
+        finally:
+            await self._cleanup()
+            logger.debug("connection from %s closed", self.peer)
+
+    async def _fatal(self, err: PgError) -> None:
+        with suppress(ConnectionError, OSError, RuntimeError):
+            self.send(codec.encode_error_response(err, severity="FATAL"))
+            await self.flush()
+
+    async def _cleanup(self) -> None:
+        self.state = ConnectionState.CLOSED
+        self.server.unregister(self)
+        if self._inflight is not None and not self._inflight.done():
+            # Cancelled in the middle of an engine call: stop it, and wait, so that close()
+            # never runs beside it.
+            if self.session is not None:
+                self.server.cancel_session(self.session)
+            with suppress(BaseException):
+                await asyncio.wait([self._inflight])
+        for future in (self._inflight, self._opening):
+            if future is not None and future.done() and not future.cancelled():
+                future.exception()  # retrieved: it was reported already, or is moot now
+        if self.session is None and self._opening is not None and self._opening.done() \
+                and not self._opening.cancelled() and self._opening.exception() is None:
+            self.session = self._opening.result()  # opened after the startup timed out: close it too
+        if self.session is not None:
+            portals = [p.execution for p in self.portals.values()]
+            self.portals.clear()
+            sink, self._copy_sink = self._copy_sink, None
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(self.server.executor, _close_session, self.session, sink, portals)
+            except Exception:
+                logger.warning("error closing session", exc_info=True)
+        self.writer.close()
+        with suppress(Exception):
+            await self.writer.wait_closed()
+
+    # ------------------------------------------------------------------ startup and authentication
+
+    async def _startup(self) -> bool:
+        try:
+            async with asyncio.timeout(self.server.startup_timeout):
+                return await self._negotiate()
+        except TimeoutError:
+            logger.info("startup from %s timed out", self.peer)
+            await self._fatal(PgError("08006", "canceling authentication due to timeout"))
+            return False
+
+    async def _negotiate(self) -> bool:
+        while True:
+            msg = await self.receive()
+            if isinstance(msg, (SSLRequest, GSSENCRequest)):
+                if self.decoder.buffered:
+                    # What followed was sent before our answer: refuse it rather than read it.
+                    raise ProtocolError("received unencrypted data after SSL request")
+                self.writer.write(b"N")
+                await self.writer.drain()
+                continue
+            if isinstance(msg, CancelRequest):
+                await self.server.cancel(msg.process_id, msg.secret_key)
+                return False
+            break
+        assert isinstance(msg, StartupMessage)
+        self.decoder.expect_startup = False
+        params = msg.parameters
+        unrecognized = [name for name in params if name.startswith("_pq_.")]
+        if msg.minor > 0 or unrecognized:
+            self.send(codec.encode_negotiate_protocol_version(0, unrecognized))
+        user = params.get("user", "")
+        if not user:
+            raise PgError("28000", "no PostgreSQL user name specified in startup packet", severity="FATAL")
+        self.user = user
+        if self.server.verifier is not None:
+            self.state = ConnectionState.AUTHENTICATING
+            await self._authenticate(user)
+        self.send(codec.AUTHENTICATION_OK)
+        startup = StartupInfo(user=user, database=params.get("database") or user, options=dict(params))
+        loop = asyncio.get_running_loop()
+        self._opening = self._inflight = loop.run_in_executor(self.server.executor, self.server.factory.open_session,
+                                                              startup)
+        session: Session = await asyncio.shield(self._opening)
+        self.session = session
+        self._opening = self._inflight = None
+        reported = await self.call(session.take_parameter_changes)
+        for name, value in {**{k: v for k, v in PROTOCOL_PARAMETERS.items() if k not in reported},
+                            **reported}.items():
+            self.send(codec.encode_parameter_status(name, value))
+        self.process_id, self.secret_key = self.server.register(self)
+        self.send(codec.encode_backend_key_data(self.process_id, self.secret_key))
+        self.state = ConnectionState.READY
+        await self._ready_for_query()
+        return True
+
+    async def _authenticate(self, user: str) -> None:
+        assert self.server.verifier is not None
+        exchange = ScramExchange(self.server.verifier, user)
+        self.send(codec.encode_authentication_sasl([MECHANISM]))
+        mechanism, first = codec.parse_sasl_initial_response((await self._auth_response()).data)
+        self.send(codec.encode_authentication_sasl_continue(exchange.server_first(mechanism, first)))
+        try:
+            final = exchange.server_final((await self._auth_response()).data)
+        except PgError:
+            logger.info('password authentication failed for user "%s" from %s', user, self.peer)
+            raise
+        self.send(codec.encode_authentication_sasl_final(final))
+
+    async def _auth_response(self) -> AuthenticationResponse:
+        msg = await self.receive()
+        if isinstance(msg, Terminate):
+            raise _Closed()
+        if not isinstance(msg, AuthenticationResponse):
+            raise ProtocolError(f"expected SASL response, got message type {getattr(msg, 'TYPE', b'?')!r}")
+        return msg
+
+    # ------------------------------------------------------------------ the message loop
+
+    async def _serve(self) -> None:
+        while True:
+            try:
+                msg = await self.receive()
+            except MessageTextError as err:
+                self.send_error(err)
+                if err.message_type == b"Q":
+                    await self._ready_for_query()
+                else:
+                    self.state = ConnectionState.IGNORING_TILL_SYNC
+                continue
+            handler = _HANDLERS.get(self.state, {}).get(type(msg))
+            if handler is None:
+                if self.state is ConnectionState.IGNORING_TILL_SYNC:
+                    continue
+                raise ProtocolError(
+                    f"unexpected message type 0x{getattr(msg, 'TYPE', b'?')[0]:02X} while {self.state.value}"
+                )
+            await handler(self, msg)
+
+    async def _ready_for_query(self) -> None:
+        """Notices, ParameterStatus, end of portals at transaction end, then ReadyForQuery."""
+        portals = list(self.portals.values())
+        status, notices, parameters, closed = await self.call(_transaction_state, self.active_session, portals)
+        if closed:
+            self.portals.clear()
+        self._send_updates(notices, parameters)
+        self.send(codec.encode_ready_for_query(status))
+        await self.flush()
+
+    def _send_updates(self, notices: list[PgError], parameters: dict[str, str]) -> None:
+        for notice in notices:
+            self.send(codec.encode_notice_response(notice))
+        for name, value in parameters.items():
+            self.send(codec.encode_parameter_status(name, value))
+
+    # ------------------------------------------------------------------ rows
+
+    async def _send_rows(
+        self, execution: Execution, columns: list[ColumnDesc] | None, formats: list[int], max_rows: int
+    ) -> tuple[bool, str | None, dict[str, str]]:
+        """Fetch and send DataRows; -> (suspended, command tag and setting changes when complete)."""
+        sent = 0
+        while True:
+            want = self._batch_rows if max_rows <= 0 else min(self._batch_rows, max_rows - sent)
+            fetched = await self.call(_fetch, self.active_session, execution, want, columns, formats)
+            for notice in fetched.notices:
+                self.send(codec.encode_notice_response(notice))
+            self.send(fetched.payload)
+            sent += fetched.rows
+            if fetched.done or fetched.rows == 0:
+                return False, fetched.tag, fetched.parameters
+            if max_rows > 0 and sent >= max_rows:
+                return True, None, {}
+            if fetched.payload:
+                per_row = max(1, len(fetched.payload) // fetched.rows)
+                limit = self.server.batch_rows
+                self._batch_rows = max(min(64, limit), min(limit, self.server.batch_bytes // per_row))
+            if self._out_size >= _FLUSH_BYTES:
+                await self.flush()
+
+    # ------------------------------------------------------------------ simple query
+
+    async def _simple_query(self, msg: Query) -> None:
+        self.statements.pop("", None)
+        await self._drop_portal("")
+        executions: list[Execution] = []
+        try:
+            executions = list(await self.call(self.active_session.simple_query, msg.sql))
+            if not executions:
+                self.send(codec.EMPTY_QUERY_RESPONSE)
+            for execution in executions:
+                await self._run_statement(execution)
+        except PgError as err:
+            self.send_error(err)
+        except (ProtocolError, _Closed, ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            logger.warning("error in simple query: %s", exc, exc_info=True)
+            self.send_error(_internal_error(exc))
+        finally:
+            if executions and self.state is not ConnectionState.CLOSED:
+                await self.call(_close_executions, executions)
+        self.state = ConnectionState.READY
+        await self._ready_for_query()
+
+    async def _run_statement(self, execution: Execution) -> None:
+        shape = await self.call(_shape, execution)
+        if shape.copy_in is not None:
+            await self._copy_in(shape)
+            return
+        columns = shape.columns
+        formats = [0] * len(columns) if columns is not None else []
+        if columns is not None:
+            self.send(_row_description(columns, formats))
+        _, tag, parameters = await self._send_rows(execution, columns, formats, 0)
+        self.send(codec.encode_command_complete(tag or ""))
+        self._send_updates([], parameters)
+
+    # ------------------------------------------------------------------ COPY FROM STDIN
+
+    async def _copy_in(self, shape: _Shape) -> None:
+        sink = shape.copy_in
+        assert sink is not None
+        self.send(codec.encode_copy_in_response(shape.copy_in_columns))
+        await self.flush()
+        self.state = ConnectionState.COPY_IN
+        self._copy_sink = sink
+        try:
+            while True:
+                msg = await self.receive()
+                if isinstance(msg, CopyData):
+                    await self.call(sink.feed, self._gather_copy_data(msg.data))
+                elif isinstance(msg, CopyDone):
+                    tag = await self.call(sink.finish)
+                    self._copy_sink = None
+                    self.send(codec.encode_command_complete(tag))
+                    return
+                elif isinstance(msg, CopyFail):
+                    self._copy_sink = None
+                    await self.call(sink.abort, msg.message)
+                    raise PgError("57014", f"COPY from stdin failed: {msg.message}")
+                elif isinstance(msg, (Flush, Sync)):
+                    continue  # ignored during COPY, as the protocol says
+                elif isinstance(msg, Terminate):
+                    raise _Closed()
+                else:
+                    raise PgError("08P01", f"unexpected message type 0x{msg.TYPE[0]:02X} during COPY from stdin")
+        except (_Closed, ConnectionError, asyncio.CancelledError):
+            raise  # the sink is aborted when the connection is cleaned up
+        except Exception:
+            if self._copy_sink is not None:  # the COPY failed before CopyDone / CopyFail
+                self._copy_sink = None
+                with suppress(Exception):
+                    await self.call(sink.abort, "COPY failed")
+            raise
+        finally:
+            if self.state is ConnectionState.COPY_IN:
+                self.state = ConnectionState.READY
+
+    def _gather_copy_data(self, first: bytes) -> bytes:
+        """Join the CopyData messages already buffered, so the sink is fed in large pieces."""
+        chunks = [first]
+        size = len(first)
+        while size < _COPY_FEED_BYTES and self.decoder.peek_type() == b"d":
+            msg = self.decoder.next_message()
+            if msg is None:
+                break
+            assert isinstance(msg, CopyData)
+            chunks.append(msg.data)
+            size += len(msg.data)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    # ------------------------------------------------------------------ extended query
+
+    @_extended_step
+    async def _parse(self, msg: Parse) -> None:
+        if msg.name and msg.name in self.statements:
+            raise PgError("42P05", f'prepared statement "{msg.name}" already exists')
+        prepared, desc = await self.call(_prepare, self.active_session, msg.sql, list(msg.param_oids))
+        self.statements[msg.name] = _Statement(prepared, desc, msg.param_oids)
+        self.send(codec.PARSE_COMPLETE)
+
+    @_extended_step
+    async def _bind(self, msg: Bind) -> None:
+        statement = self.statements.get(msg.statement)
+        if statement is None:
+            raise PgError("26000", f'prepared statement "{msg.statement}" does not exist')
+        if msg.portal and msg.portal in self.portals:
+            raise PgError("42P03", f'portal "{msg.portal}" already exists')
+        oids = statement.param_oids()
+        formats = _param_formats(msg.param_formats, len(msg.params))
+        if len(msg.params) != len(oids):
+            raise PgError("08P01", f'bind message supplies {len(msg.params)} parameters, but prepared '
+                                   f'statement "{msg.statement}" requires {len(oids)}')
+        await self._drop_portal(msg.portal)
+        execution, shape = await self.call(_bind, self.active_session, statement.prepared, msg.params, oids, formats)
+        try:
+            result_formats = _result_formats(msg.result_formats, shape.columns)
+        except PgError:
+            await self.call(execution.close)
+            raise
+        self.portals[msg.portal] = _Portal(execution, shape, result_formats)
+        self.send(codec.BIND_COMPLETE)
+
+    @_extended_step
+    async def _describe(self, msg: Describe) -> None:
+        if msg.kind == "S":
+            statement = self.statements.get(msg.name)
+            if statement is None:
+                raise PgError("26000", f'prepared statement "{msg.name}" does not exist')
+            self.send(codec.encode_parameter_description(statement.param_oids()))
+            columns = statement.desc.columns
+            formats = [0] * len(columns) if columns is not None else []
+        else:
+            portal = self.portals.get(msg.name)
+            if portal is None:
+                raise PgError("34000", f'portal "{msg.name}" does not exist')
+            columns = portal.shape.columns if portal.shape.copy_in is None else None
+            formats = portal.formats
+        self.send(_row_description(columns, formats) if columns is not None else codec.NO_DATA)
+
+    @_extended_step
+    async def _execute(self, msg: Execute) -> None:
+        portal = self.portals.get(msg.portal)
+        if portal is None:
+            raise PgError("34000", f'portal "{msg.portal}" does not exist')
+        if portal.shape.copy_in is not None:
+            await self._copy_in(portal.shape)
+            return
+        suspended, tag, parameters = await self._send_rows(portal.execution, portal.shape.columns, portal.formats,
+                                                           msg.max_rows)
+        self.send(codec.PORTAL_SUSPENDED if suspended else codec.encode_command_complete(tag or ""))
+        self._send_updates([], parameters)
+
+    @_extended_step
+    async def _close(self, msg: Close) -> None:
+        if msg.kind == "S":
+            self.statements.pop(msg.name, None)
+        else:
+            await self._drop_portal(msg.name)
+        self.send(codec.CLOSE_COMPLETE)
+
+    async def _drop_portal(self, name: str) -> None:
+        portal = self.portals.pop(name, None)
+        if portal is not None:
+            await self.call(portal.execution.close)
+
+    async def _sync(self, msg: Sync) -> None:
+        self.state = ConnectionState.READY
+        await self._ready_for_query()
+
+    async def _flush(self, msg: Flush) -> None:
+        await self.flush()
+
+    async def _terminate(self, msg: Terminate) -> None:
+        raise _Closed()
+
+    async def _ignore(self, msg: Any) -> None:
+        """CopyData/CopyDone/CopyFail outside COPY: the rest of a COPY that already failed."""
+
+    async def _function_call(self, msg: FunctionCall) -> None:
+        self.send_error(PgError("0A000", "the fastpath function call protocol is not supported"))
+        await self._ready_for_query()
+
+
+_READY_HANDLERS: dict[type, Callable[[Connection, Any], Awaitable[None]]] = {
+    Query: Connection._simple_query,
+    Parse: Connection._parse,
+    Bind: Connection._bind,
+    Describe: Connection._describe,
+    Execute: Connection._execute,
+    Close: Connection._close,
+    Sync: Connection._sync,
+    Flush: Connection._flush,
+    Terminate: Connection._terminate,
+    CopyData: Connection._ignore,
+    CopyDone: Connection._ignore,
+    CopyFail: Connection._ignore,
+    FunctionCall: Connection._function_call,
+}
+# While discarding after an extended-query error, everything but these is skipped.
+_IGNORING_HANDLERS: dict[type, Callable[[Connection, Any], Awaitable[None]]] = {
+    Sync: Connection._sync,
+    Terminate: Connection._terminate,
+}
+_HANDLERS: dict[ConnectionState, dict[type, Callable[[Connection, Any], Awaitable[None]]]] = {
+    ConnectionState.READY: _READY_HANDLERS,
+    ConnectionState.IGNORING_TILL_SYNC: _IGNORING_HANDLERS,
+}
+
+
+# ---------------------------------------------------------------------- worker-thread bodies
+
+
+def _fetch(
+    session: Session, execution: Execution, want: int, columns: list[ColumnDesc] | None, formats: list[int]
+) -> _Fetched:
+    if columns is None:
+        execution.fetch(0)
+        payload, rows = b"", 0
+    else:
+        batch = execution.fetch(want)
+        rows = batch.num_rows if batch is not None else 0
+        payload = encode_data_rows(batch, columns, formats) if rows else b""
+    done = execution.done
+    tag = execution.command_tag if done or rows == 0 else None
+    parameters = session.take_parameter_changes() if done or rows == 0 else {}
+    return _Fetched(payload, rows, done, tag, session.take_notices(), parameters)
+
+
+def _shape(execution: Execution) -> _Shape:
+    copy_in = execution.copy_in
+    return _Shape(None if copy_in is not None else execution.columns, copy_in,
+                  execution.copy_in_columns if copy_in is not None else 0)
+
+
+def _prepare(session: Session, sql: str, param_oids: list[int]) -> tuple[PreparedStatement, StatementDesc]:
+    prepared = session.prepare(sql, param_oids)
+    return prepared, prepared.desc
+
+
+def _bind(session: Session, prepared: PreparedStatement, raw: Sequence[bytes | None], oids: list[int],
+          formats: list[int]) -> tuple[Execution, _Shape]:
+    params = []
+    for i, (data, oid, fmt) in enumerate(zip(raw, oids, formats, strict=True), start=1):
+        try:
+            params.append(decode_param(data, oid, fmt))
+        except PgError as err:
+            if err.sqlstate == "22P03":
+                raise PgError("22P03", f"incorrect binary data format in bind parameter {i}",
+                              detail=err.detail) from None
+            context = f"bind parameter ${i}"
+            raise PgError(err.sqlstate, err.message, detail=f"{err.detail} ({context})" if err.detail else context,
+                          hint=err.hint) from None
+    execution = session.bind(prepared, params)
+    try:
+        return execution, _shape(execution)
+    except BaseException:
+        execution.close()
+        raise
+
+
+def _transaction_state(session: Session, portals: list[_Portal]) -> tuple[str, list[PgError], dict[str, str], bool]:
+    status = session.transaction_status
+    closed = False
+    if status == "I" and portals:
+        # Portals live until the end of their transaction.
+        _close_executions([p.execution for p in portals])
+        closed = True
+    return status, session.take_notices(), session.take_parameter_changes(), closed
+
+
+def _close_executions(executions: Sequence[Execution]) -> None:
+    for execution in executions:
+        try:
+            execution.close()
+        except Exception:
+            logger.warning("error closing an execution", exc_info=True)
+
+
+def _close_session(session: Session, sink: CopyInSink | None, executions: list[Execution]) -> None:
+    if sink is not None:
+        try:
+            sink.abort("connection closed during COPY")
+        except Exception:
+            logger.warning("error aborting COPY", exc_info=True)
+    _close_executions(executions)
+    session.close()
+
+
+# ---------------------------------------------------------------------- the server
+
+
+class WireServer:
+    """Accepts connections, authenticates them, and keeps the cancel keys.
+
+    ``password``: None trusts every client (AuthenticationOk at once); a string requires
+    SCRAM-SHA-256 with it, for every user name. ``executor``: the thread pool that runs
+    session calls (one is created when not given). Use :meth:`close` to stop listening
+    and end every connection.
+    """
+
+    def __init__(
+        self,
+        factory: SessionFactory,
+        *,
+        password: str | None = None,
+        executor: ThreadPoolExecutor | None = None,
+        max_message_size: int = codec.DEFAULT_MAX_MESSAGE_SIZE,
+        startup_timeout: float = 60.0,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+    ) -> None:
+        self.factory = factory
+        self.verifier = ScramVerifier.from_password(password) if password is not None else None
+        self.executor = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="sqlvec-session")
+        self._owns_executor = executor is None
+        # Cancels must not queue behind the statements they cancel.
+        self._cancel_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlvec-cancel")
+        self.max_message_size = max_message_size
+        self.startup_timeout = startup_timeout
+        self.batch_rows = batch_rows
+        self.batch_bytes = batch_bytes
+        self._by_pid: dict[int, Connection] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> asyncio.Server:
+        self._server = await asyncio.start_server(self._accept, host, port)
+        for sock in self._server.sockets:
+            logger.info("listening on %s", sock.getsockname())
+        return self._server
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await Connection(self, reader, writer).run()
+        finally:
+            self._tasks.discard(task)
+
+    def register(self, conn: Connection) -> tuple[int, int]:
+        while True:
+            pid = secrets.randbelow((1 << 31) - 2) + 1
+            if pid not in self._by_pid:
+                break
+        self._by_pid[pid] = conn
+        return pid, secrets.randbits(32) - (1 << 31)
+
+    def unregister(self, conn: Connection) -> None:
+        if self._by_pid.get(conn.process_id) is conn:
+            del self._by_pid[conn.process_id]
+
+    async def cancel(self, process_id: int, secret_key: int) -> None:
+        """CancelRequest: cancel the statement of the matching connection, answer nothing."""
+        conn = self._by_pid.get(process_id)
+        if conn is None or conn.session is None or not secrets.compare_digest(
+            conn.secret_key.to_bytes(4, "big", signed=True), secret_key.to_bytes(4, "big", signed=True)
+        ):
+            logger.info("cancel request for unknown process %d ignored", process_id)
+            return
+        self.cancel_session(conn.session)
+
+    def cancel_session(self, session: Session) -> None:
+        def run() -> None:
+            try:
+                session.cancel()
+            except Exception:
+                logger.warning("error cancelling a statement", exc_info=True)
+
+        self._cancel_executor.submit(run)
+
+    async def close(self) -> None:
+        """Stop listening, end every connection (their sessions are closed), free the threads."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))
+        if self._server is not None:
+            await self._server.wait_closed()
+        if self._owns_executor:
+            self.executor.shutdown(wait=False)
+        self._cancel_executor.shutdown(wait=False)
+
+
+async def start_server(
+    factory: SessionFactory,
+    host: str,
+    port: int,
+    *,
+    password: str | None = None,
+    executor: ThreadPoolExecutor | None = None,
+    max_message_size: int = codec.DEFAULT_MAX_MESSAGE_SIZE,
+    startup_timeout: float = 60.0,
+) -> asyncio.Server:
+    """Listen on ``host:port`` and serve the PostgreSQL protocol with sessions from ``factory``.
+
+    Returns the listening :class:`asyncio.Server` (port 0 picks a free port: see
+    ``server.sockets[0].getsockname()``). For a shutdown that also ends open connections,
+    create a :class:`WireServer` and call its ``close()``.
+    """
+    wire_server = WireServer(factory, password=password, executor=executor, max_message_size=max_message_size,
+                             startup_timeout=startup_timeout)
+    return await wire_server.start(host, port)
