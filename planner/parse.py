@@ -93,8 +93,27 @@ def _utility(text: str) -> Utility | None:
     return None
 
 
+_PARAM_OR_QUOTED = re.compile(
+    r"""'(?:[^']|'')*'"""                       # string literal
+    r'|"(?:[^"]|"")*"'                          # quoted identifier
+    r"|--[^\n]*"                               # line comment
+    r"|/\*.*?\*/"                             # block comment
+    r"|(\$[A-Za-z_][A-Za-z0-9_]*\$|\$\$).*?\1"  # dollar quoting
+    r"|\$\d+",                                # a parameter
+    re.DOTALL,
+)
+
+
+def _space_parameters(sql: str) -> str:
+    """Put a space after each ``$n``: sqlglot's tokenizer reads ``$1,$2`` as a dollar-quoted string."""
+    if not re.search(r"\$\d", sql):
+        return sql
+    return _PARAM_OR_QUOTED.sub(lambda m: m.group(0) + " " if m.group(0)[1:].isdigit() else m.group(0), sql)
+
+
 def split(sql: str) -> list[tuple[str, int]]:
     """(statement text, offset) for each non-empty statement of ``sql``."""
+    sql = _space_parameters(sql)
     try:
         tokens = _DIALECT.tokenize(sql)
     except TokenError as e:

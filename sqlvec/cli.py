@@ -46,6 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-fsync", action="store_true", default=_env("SQLVEC_NO_FSYNC", "") == "1",
                    help="do not fsync the WAL (unsafe: for benchmarks of the rest) (env SQLVEC_NO_FSYNC=1)")
     s.add_argument("--log-level", default=_env("SQLVEC_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING (env SQLVEC_LOG_LEVEL)")
+    from sqlvec import bench
+
+    b = sub.add_parser(
+        "bench",
+        help="measure ingest and exact search over the wire",
+        description=bench.__doc__,
+        epilog="Example: sqlvec bench --rows 100000 --dim 128   (starts its own server)\n"
+               "         sqlvec bench --dsn 'host=127.0.0.1 port=5432 user=postgres dbname=postgres'",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_arguments(b)
     return p
 
 
@@ -55,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
         return serve(args)
+    if args.command == "bench":
+        from sqlvec import bench
+
+        return bench.main_with_local_server(args)
     return 2
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import re
+import threading
 import uuid
 from typing import Any
 
@@ -116,18 +117,42 @@ def _to_text(arr: pa.Array) -> pa.Array:
     return arr.cast(pa.string())
 
 
-def _duckdb_cast(arr: pa.Array, duck_type: str, ctype: ColumnType) -> pa.Array:
-    con = duckdb.connect()
-    try:
+_local = threading.local()
+
+
+def _duck() -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection of this thread's own for casts (opening one costs tens of milliseconds)."""
+    con = getattr(_local, "con", None)
+    if con is None:
+        con = duckdb.connect()
         con.execute("SET TimeZone='UTC'")
-        con.register("src", pa.table({"v": arr}))
-        return con.sql(f"SELECT CAST(v AS {duck_type}) AS v FROM src").to_arrow_table().column(0).combine_chunks()
+        _local.con = con
+    return con
+
+
+_NUMERIC_TARGETS = {"int2": pa.int16(), "int4": pa.int32(), "int8": pa.int64(), "float4": pa.float32(),
+                    "float8": pa.float64()}
+
+
+def _duckdb_cast(arr: pa.Array, duck_type: str, ctype: ColumnType) -> pa.Array:
+    target = _NUMERIC_TARGETS.get(ctype.name)
+    if target is not None and (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)) and not (
+        pa.types.is_floating(arr.type) and pa.types.is_integer(target)
+    ):
+        try:
+            return arr.cast(target, safe=True)
+        except pa.ArrowInvalid:
+            raise PgError("22003", f"{_RANGE_NAME.get(ctype.name, ctype.name)} out of range") from None
+    con = _duck()
+    try:
+        con.register("__src", pa.table({"v": arr}))
+        return con.sql(f"SELECT CAST(v AS {duck_type}) AS v FROM __src").to_arrow_table().column(0).combine_chunks()
     except duckdb.ConversionException as e:
         raise _conversion_error(str(e), ctype) from None
     except duckdb.Error as e:
         raise PgError("22P02", f"invalid input for type {_PG_TYPE_WORD.get(ctype.name, ctype.name)}: {e}") from None
     finally:
-        con.close()
+        con.unregister("__src")
 
 
 _BAD_STRING = re.compile(r"Could not convert string '(.*?)' to")
@@ -159,12 +184,12 @@ def _free_numeric(arr: pa.Array) -> pa.Array:
     """numeric without precision keeps its exact text (validated as a number)."""
     if _is_string(arr.type):
         text = pc.utf8_trim_whitespace(arr.cast(pa.string()))
-        con = duckdb.connect()
+        con = _duck()
         try:
-            con.register("src", pa.table({"v": text}))
-            bad = con.sql("SELECT v FROM src WHERE v IS NOT NULL AND TRY_CAST(v AS DOUBLE) IS NULL LIMIT 1").fetchall()
+            con.register("__src", pa.table({"v": text}))
+            bad = con.sql("SELECT v FROM __src WHERE v IS NOT NULL AND TRY_CAST(v AS DOUBLE) IS NULL LIMIT 1").fetchall()
         finally:
-            con.close()
+            con.unregister("__src")
         if bad:
             raise PgError("22P02", f'invalid input syntax for type numeric: "{bad[0][0]}"')
         return text
@@ -190,12 +215,12 @@ def _bytea_from_text(arr: pa.Array) -> pa.Array:
 
 
 def _check_json(arr: pa.Array) -> None:
-    con = duckdb.connect()
+    con = _duck()
     try:
-        con.register("src", pa.table({"v": arr.cast(pa.string())}))
-        bad = con.sql("SELECT v FROM src WHERE v IS NOT NULL AND NOT json_valid(v) LIMIT 1").fetchall()
+        con.register("__src", pa.table({"v": arr.cast(pa.string())}))
+        bad = con.sql("SELECT v FROM __src WHERE v IS NOT NULL AND NOT json_valid(v) LIMIT 1").fetchall()
     finally:
-        con.close()
+        con.unregister("__src")
     if bad:
         raise PgError("22P02", "invalid input syntax for type json", detail=f'Token in "{bad[0][0][:60]}" is invalid.')
 

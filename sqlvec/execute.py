@@ -27,9 +27,13 @@ from planner.dialect import SqlVec, SqlVecDuckDB
 from planner.plan import CountStar, CopyFrom, CreateTable, Delete, DropTable, Insert, Plan, Query, VectorTopK
 from sqlvec import coerce
 from sqlvec.transaction import ROWID, Part, Transaction, snapshot_parts
-from storage import Snapshot
-from storage import flat
+from storage import CreateTable as CreateOp
+from storage import Delete as DeleteOp
+from storage import DropTable as DropOp
+from storage import Insert as InsertOp
+from storage import Snapshot, flat
 from storage.types import TableSchema
+from wire.copy_text import decode_copy_text
 from wire.session import PgError
 
 if TYPE_CHECKING:
@@ -112,7 +116,7 @@ class StatementContext:
                 empty = empty.append(pa.field(ROWID, pa.int64()))
             t = empty.empty_table()
         else:
-            t = pa.concat_tables([p.select(names) for p in pieces])
+            t = concat([p.select(names) for p in pieces])
         return t.rename_columns([c.name for c in schema.columns] + ([DUCK_ROWID] if with_rowid else []))
 
     # -- DuckDB ---------------------------------------------------------------------------------
@@ -134,6 +138,14 @@ class StatementContext:
             return rel.to_arrow_table()
         except duckdb.Error as e:
             raise duckdb_error(e) from None
+
+
+def concat(tables: list[pa.Table]) -> pa.Table:
+    """Concatenate pieces of one table whose fields may differ only in nullability."""
+    if len(tables) == 1:
+        return tables[0]
+    schema = pa.schema([f.with_nullable(True) for f in tables[0].schema])
+    return pa.concat_tables([t.cast(schema) if t.schema != schema else t for t in tables])
 
 
 _DUCKDB_SQL_CACHE: dict[int, tuple[exp.Expr, str, list[int]]] = {}
@@ -348,7 +360,7 @@ def run_vector_topk(plan: VectorTopK, ctx: StatementContext) -> Result:
         sel = part_idx == i
         pieces.append(parts[i].data.select(names).take(pa.array(positions[sel])))
     if pieces:
-        winners = pa.concat_tables(pieces)
+        winners = concat(pieces)
         # concat grouped rows by part; restore the merged order
         regroup = np.concatenate([np.flatnonzero(part_idx == i) for i in np.unique(part_idx)])
         winners = winners.take(pa.array(np.argsort(regroup, kind="stable")))
@@ -375,8 +387,6 @@ def _filter_mask(plan: VectorTopK, part: Part, alias: str, ctx: StatementContext
 
 
 def commit_or_buffer(ctx: StatementContext, ops: list[object]) -> None:
-    from storage import CreateTable as CreateOp, Delete as DeleteOp, DropTable as DropOp, Insert as InsertOp
-
     if ctx.txn is not None:
         for op in ops:
             if isinstance(op, InsertOp):
@@ -430,8 +440,6 @@ def _default_values(ctx: StatementContext, schema: TableSchema, col: Any, n: int
 
 
 def run_insert(plan: Insert, ctx: StatementContext) -> Result:
-    from storage import Insert as InsertOp
-
     schema = ctx.schema(plan.table)
     arrays: dict[str, pa.Array] = {}
     defaults: dict[str, np.ndarray] = {}
@@ -515,8 +523,6 @@ def _drop_conflicts(ctx: StatementContext, schema: TableSchema, data: pa.Table) 
 
 
 def run_delete(plan: Delete, ctx: StatementContext) -> Result:
-    from storage import Delete as DeleteOp
-
     schema = ctx.schema(plan.table)
     full = ctx.table(plan.table, with_rowid=True)
     selected = ctx.run_query(plan.rows, {plan.table: full})
@@ -536,8 +542,6 @@ def run_delete(plan: Delete, ctx: StatementContext) -> Result:
 
 
 def run_create_table(plan: CreateTable, ctx: StatementContext) -> Result:
-    from storage import CreateTable as CreateOp
-
     if plan.schema.name in ctx.catalog:
         if plan.if_not_exists:
             ctx.notices.append(PgError("42P07", f'relation "{plan.schema.name}" already exists, skipping',
@@ -549,8 +553,6 @@ def run_create_table(plan: CreateTable, ctx: StatementContext) -> Result:
 
 
 def run_drop_table(plan: DropTable, ctx: StatementContext) -> Result:
-    from storage import DropTable as DropOp
-
     ops = []
     for name in plan.names:
         if name not in ctx.catalog:
@@ -581,9 +583,6 @@ def execute(plan: Plan, ctx: StatementContext) -> Result:
 
 def copy_rows(plan: CopyFrom, ctx: StatementContext, data: bytes) -> int:
     """COPY ... FROM STDIN text data -> rows inserted."""
-    from storage import Insert as InsertOp
-    from wire.copy_text import decode_copy_text
-
     schema = ctx.schema(plan.table)
     cols = [schema.column(c) for c in plan.columns]
     table = decode_copy_text(data, [c.name for c in cols], [c.type.oid for c in cols],  # type: ignore[union-attr]
