@@ -76,14 +76,15 @@ def main(argv: list[str] | None = None) -> int:
 def serve(args: argparse.Namespace) -> int:
     from sqlvec.engine import Engine
     from storage import Store
-    from wire.server import start_server
+    from wire.server import WireServer
 
     log = logging.getLogger("sqlvec")
     store = Store.open(args.data, seal_rows=args.seal_rows, fsync=not args.no_fsync)
     engine = Engine(store)
 
     async def run() -> None:
-        server = await start_server(engine, args.host, args.port, password=args.password)
+        wire = WireServer(engine, password=args.password)
+        server = await wire.start(args.host, args.port)
         port = server.sockets[0].getsockname()[1]
         log.info("sqlvec listening on %s:%d, data in %s, auth %s", args.host, port, os.path.abspath(args.data),
                  "scram-sha-256" if args.password else "trust")
@@ -93,8 +94,7 @@ def serve(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        server.close()
-        await server.wait_closed()
+        await wire.close()  # stops listening, ends every connection, closes their sessions
 
     try:
         asyncio.run(run())

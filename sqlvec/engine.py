@@ -504,6 +504,8 @@ class Session:
 
     def _u_show(self, args: dict) -> X.Result:
         name = args["name"]
+        if name.lower() == "sqlvec.plans_made":  # diagnostic: how often the planner has run in this server
+            return X.Result(pa.table({"sqlvec.plans_made": [str(self.engine.plans_made)]}), "SHOW")
         if name.upper() == "ALL":
             rows = self.settings.all()
             t = pa.table({"name": [r[0] for r in rows], "setting": [r[1] for r in rows],

@@ -181,8 +181,13 @@ def test_prepared_statement_planned_once(conn, table_name):
     conn.execute(f"CREATE TABLE {t} (id int PRIMARY KEY, e vector(2))")
     conn.execute(f"INSERT INTO {t} VALUES (1, '[0,0]'), (2, '[1,1]'), (3, '[5,5]')")
     q = f"SELECT id FROM {t} ORDER BY e <-> %s LIMIT 1"
-    for _ in range(8):  # psycopg prepares server-side from the 6th execution
+    assert conn.execute(q, ["[0.9,0.9]"], prepare=True).fetchone() == (2,)
+    before = int(conn.execute("SHOW sqlvec.plans_made").fetchone()[0])
+    for _ in range(8):
         assert conn.execute(q, ["[0.9,0.9]"], prepare=True).fetchone() == (2,)
+        assert conn.execute(q, ["[0.9,0.9]"]).fetchone() == (2,)  # unprepared: same text, cached plan
+    after = int(conn.execute("SHOW sqlvec.plans_made").fetchone()[0])
+    assert after == before  # neither the query nor SHOW was planned again
     conn.execute("SET hnsw.ef_search = 5")  # a later SET is still seen by the cached plan
     assert conn.execute(q, ["[4,4]"], prepare=True).fetchone() == (3,)
 
