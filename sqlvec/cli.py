@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+    logging.basicConfig(level=getattr(args, "log_level", "INFO").upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
         return serve(args)
@@ -94,14 +94,22 @@ def serve(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        await wire.close()  # stops listening, ends every connection, closes their sessions
+        log.info("shutting down")
+        engine.cancel_all()  # running statements end with 57014 instead of holding up the exit
+        try:
+            await asyncio.wait_for(wire.close(), 10)  # stops listening, ends connections, closes sessions
+        except TimeoutError:
+            log.warning("connections did not close within 10 s; exiting anyway")
 
     try:
         asyncio.run(run())
     finally:
         store.close()
         log.info("sqlvec stopped")
-    return 0
+        logging.shutdown()
+    # Every commit is durable in the WAL by now; do not wait for worker threads still inside a
+    # cancelled statement (Python would join them at exit).
+    os._exit(0)
 
 
 if __name__ == "__main__":

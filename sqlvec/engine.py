@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -69,9 +70,16 @@ class Engine:
         self.plan_cache_size = plan_cache_size
         self.catalog_version = 0
         self.plans_made = 0  # for tests: how often the planner ran
+        self.sessions: weakref.WeakSet[Session] = weakref.WeakSet()
 
     def open_session(self, startup: StartupInfo) -> Session:
-        return Session(self, startup)
+        session = Session(self, startup)
+        self.sessions.add(session)
+        return session
+
+    def cancel_all(self) -> None:
+        for session in list(self.sessions):
+            session.cancel()
 
     def commit(self, ops: list[object]) -> int:
         from storage import CreateTable, DropTable

@@ -66,7 +66,10 @@ class VectorCache:
             if vm is not None:
                 self._entries.move_to_end(key)
                 return vm
-        vm = flat.VectorMatrix.from_arrow(part.data.column(column), dim)
+        try:
+            vm = flat.VectorMatrix.from_arrow(part.data.column(column), dim)
+        except flat.DimensionMismatch as e:
+            raise PgError("22000", str(e)) from None
         with self._lock:
             self._entries[key] = vm
             while len(self._entries) > self.max_entries:

@@ -16,6 +16,10 @@ import pyarrow as pa
 METRICS = ("l2", "ip", "cosine", "l1")
 
 
+class DimensionMismatch(ValueError):
+    """A stored vector and the query vector differ in dimension (pgvector raises an error too)."""
+
+
 @dataclass
 class VectorMatrix:
     """A segment's vector column as a dense (n, dim) float32 matrix, plus which rows are NULL."""
@@ -34,8 +38,11 @@ class VectorMatrix:
             matrix = values[start:start + n * dim].reshape(n, dim)
         else:  # variable-length list (vector without a declared dimension)
             matrix = np.zeros((n, dim), np.float32)
-            for_len = np.asarray(arr.value_lengths().fill_null(0))
-            ok = for_len == dim
+            lengths = np.asarray(arr.value_lengths().fill_null(dim))
+            if (lengths != dim).any():
+                bad = int(lengths[lengths != dim][0])
+                raise DimensionMismatch(f"different vector dimensions {bad} and {dim}")
+            ok = np.asarray(arr.is_valid())
             if ok.any():
                 flat = arr.filter(pa.array(ok)).flatten().to_numpy(zero_copy_only=False)
                 matrix[ok] = flat.reshape(-1, dim)

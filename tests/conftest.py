@@ -1,8 +1,12 @@
 """Shared fixtures: a real sqlvec server process on a free port over a temporary data directory.
 
-Tests that state PostgreSQL behaviour can run against real PostgreSQL + pgvector instead: set
-``SQLVEC_TEST_DSN`` to its connection string (e.g. a server started from the ``pgserver``
-package) and run ``pytest -m pg_compatible``.
+Tests that state PostgreSQL behaviour (marked ``pg_compatible``) can run against real PostgreSQL +
+pgvector instead:
+
+- ``SQLVEC_TEST_PG=pgserver``: start a reference PostgreSQL + pgvector from the ``pgserver`` package
+  (the ``pgref`` extra; see tests/pg_reference.py) for the session; every test not marked
+  ``pg_compatible`` is skipped.
+- ``SQLVEC_TEST_DSN``: use an already running server at that connection string.
 """
 
 from __future__ import annotations
@@ -23,6 +27,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "pg_compatible: states PostgreSQL behaviour; runnable against real PostgreSQL")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Against the reference PostgreSQL only the tests that state PostgreSQL behaviour make sense."""
+    mode = os.environ.get("SQLVEC_TEST_PG")
+    if not mode:
+        return
+    if mode != "pgserver":
+        raise pytest.UsageError(f"SQLVEC_TEST_PG={mode!r}: the only reference mode is 'pgserver'")
+    skip = pytest.mark.skip(reason="SQLVEC_TEST_PG=pgserver: not marked pg_compatible (sqlvec-only behaviour)")
+    for item in items:
+        if item.get_closest_marker("pg_compatible") is None:
+            item.add_marker(skip)
 
 
 @dataclass
@@ -101,6 +118,16 @@ def _drain(proc: subprocess.Popen, log) -> None:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    if os.environ.get("SQLVEC_TEST_PG") == "pgserver":
+        from tests import pg_reference  # imported lazily: only this mode needs pgserver
+
+        ref = pg_reference.start()
+        try:
+            sys.stderr.write(f"\nreference server: {ref.version()} at {ref.host}:{ref.port}\n")
+            yield Server(ref.host, ref.port, ref.root, None)
+        finally:
+            ref.stop()
+        return
     external = os.environ.get("SQLVEC_TEST_DSN")
     if external:
         import psycopg

@@ -94,3 +94,15 @@ def test_distance_functions_and_dimension_errors(conn, dataset):
     with pytest.raises(psycopg.errors.DataException) as e:
         conn.execute("SELECT id FROM exact_items ORDER BY e <-> '[1,2]' LIMIT 1")
     assert "different vector dimensions 16 and 2" in str(e.value)
+
+
+def test_vector_column_without_dimension(conn, table_name):
+    import psycopg
+
+    t = table_name
+    conn.execute(f"CREATE TABLE {t} (id int PRIMARY KEY, e vector)")
+    conn.execute(f"INSERT INTO {t} VALUES (1, '[1,1]'), (2, '[0,0]'), (3, NULL)")
+    assert conn.execute(f"SELECT id FROM {t} ORDER BY e <-> '[0.1,0.1]' LIMIT 3").fetchall() == [(2,), (1,), (3,)]
+    conn.execute(f"INSERT INTO {t} VALUES (4, '[1,2,3]')")
+    with pytest.raises(psycopg.errors.DataException, match="different vector dimensions"):
+        conn.execute(f"SELECT id FROM {t} ORDER BY e <-> '[0.1,0.1]' LIMIT 3")
