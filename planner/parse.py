@@ -31,7 +31,7 @@ _DIALECT = SqlVec()
 class Utility:
     """A session-control statement: ``kind`` plus its parsed arguments."""
 
-    kind: str  # begin, commit, rollback, set, reset, show, create_extension, drop_extension
+    kind: str  # begin, commit, rollback, set, reset, show, create_extension, drop_extension, deallocate, ...
     args: dict = field(default_factory=dict)
 
 
@@ -66,6 +66,7 @@ _UTILITY_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
                              r"(?P<rest>\s.*)?$"),
         ("drop_extension", rf"^DROP\s+EXTENSION\s+(?P<ie>IF\s+EXISTS\s+)?(?P<name>{_IDENT})"
                            r"(?:\s+(?:CASCADE|RESTRICT))?$"),
+        ("deallocate", rf"^DEALLOCATE\s+(?:PREPARE\s+)?(?P<name>ALL|{_IDENT})$"),
         ("discard", r"^DISCARD\s+(?P<what>ALL|PLANS|SEQUENCES|TEMP|TEMPORARY)$"),
     )
 )

@@ -134,8 +134,9 @@ class Execution:
     """One statement's run: lazy until columns or rows are asked for, then fully materialised."""
 
     def __init__(self, session: Session, statement: parser.Statement | None, client_oids: Sequence[int],
-                 params: Sequence[Any], *, last_of_implicit: bool = False) -> None:
+                 params: Sequence[Any], *, last_of_implicit: bool = False, extended: bool = False) -> None:
         self.session = session
+        self.extended = extended
         self.statement = statement
         self.client_oids = client_oids
         self.params = params
@@ -171,6 +172,8 @@ class Execution:
         if self.statement is None:
             return
         s = self.session
+        if self.extended:
+            s.begin_implicit()
         result = s.guarded(lambda: s.run_statement(self.statement, self.client_oids, self.params),
                            implicit_last=self.last_of_implicit)
         self._rows, self._tag = result.rows, result.tag
@@ -229,6 +232,8 @@ class CopySink:
 
     def finish(self) -> str:
         s = self.execution.session
+        if self.execution.extended:
+            s.begin_implicit()
         data = b"".join(self.chunks)
         self.chunks = []
         n = s.guarded(lambda: s.run_copy(self.plan, data), implicit_last=self.execution.last_of_implicit)
@@ -252,6 +257,7 @@ class Session:
         self.failed = False
         self.implicit = False  # the transaction is the implicit one of a multi-statement query
         self.notices: list[PgError] = []
+        self.deallocations: list[str] = []
         self.cancelled = threading.Event()
         self._first_report = True
         self.con = duckdb.connect()
@@ -280,6 +286,20 @@ class Session:
     def take_notices(self) -> list[PgError]:
         notices, self.notices = self.notices, []
         return notices
+
+    def take_deallocations(self) -> list[str]:
+        names, self.deallocations = self.deallocations, []
+        return names
+
+    def begin_implicit(self) -> None:
+        """Extended query outside a block: statements up to Sync form one implicit transaction."""
+        if self.txn is None and not self.failed:
+            self.txn = Transaction()
+            self.implicit = True
+
+    def sync(self) -> None:
+        if self.implicit:
+            self._end_implicit(commit=True)
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -321,7 +341,7 @@ class Session:
         if len(params) != expected:
             raise PgError("08P01", f"bind message supplies {len(params)} parameters, "
                                    f"but prepared statement requires {expected}")
-        return Execution(self, statement.statement, statement.client_oids, params)
+        return Execution(self, statement.statement, statement.client_oids, params, extended=True)
 
     def simple_query(self, sql: str) -> Sequence[Execution]:
         statements = self.guarded(lambda: self.engine.parse(sql))
@@ -525,6 +545,14 @@ class Session:
             name = "transaction_isolation"
         label, value = self.settings.show(name)
         return X.Result(pa.table({label.lower(): [value]}), "SHOW")
+
+    def _u_deallocate(self, args: dict) -> X.Result:
+        name = args["name"]
+        if name.upper() == "ALL":
+            self.deallocations.append("*")
+            return X.Result(None, "DEALLOCATE ALL")
+        self.deallocations.append(parser.unquote_identifier(name))
+        return X.Result(None, "DEALLOCATE")
 
     def _u_discard(self, args: dict) -> X.Result:
         return X.Result(None, f"DISCARD {args['what'].upper()}")

@@ -475,6 +475,8 @@ def run_insert(plan: Insert, ctx: StatementContext) -> Result:
     data = build_rows(ctx, schema, plan.columns, arrays, n, defaults)
     if plan.on_conflict_do_nothing and schema.primary_key:
         data = _drop_conflicts(ctx, schema, data)
+    if data.num_rows and ctx.txn is not None and schema.primary_key:
+        check_keys_in_transaction(ctx, schema, data)
     if data.num_rows:
         commit_or_buffer(ctx, [InsertOp(schema.name, data)])
     rows = None
@@ -483,6 +485,52 @@ def run_insert(plan: Insert, ctx: StatementContext) -> Result:
     return Result(rows, f"INSERT 0 {data.num_rows}",
                   plan.returning.names if plan.returning else None,
                   plan.returning.column_types if plan.returning else None)
+
+
+def _key_strings(t: pa.Table, columns: tuple[str, ...]) -> pa.Array:
+    """One comparable string per row for a (possibly multi-column) key."""
+    parts = [pc.cast(t.column(c), pa.string()) for c in columns]
+    if len(parts) == 1:
+        return parts[0].combine_chunks() if isinstance(parts[0], pa.ChunkedArray) else parts[0]
+    joined = pc.binary_join_element_wise(*parts, "\x00")
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
+
+
+def _key_repr(schema: TableSchema, t: pa.Table, i: int) -> str:
+    values = [t.column(c)[i].as_py() for c in schema.primary_key]
+    return f"({', '.join(schema.primary_key)})=({', '.join(str(v) for v in values)})"
+
+
+def check_keys_in_transaction(ctx: StatementContext, schema: TableSchema, data: pa.Table) -> None:
+    """Inside a transaction the key check runs at INSERT, as in PostgreSQL, not only at COMMIT.
+
+    A key conflicts with a committed live row the transaction has not deleted, with a row the
+    transaction inserted earlier, or with another row of the same statement.
+    """
+    txn = ctx.txn
+    assert txn is not None
+    keys = _key_strings(data, schema.primary_key)
+    dup_in_batch = pc.greater(pc.value_counts(keys).field("counts"), 1)
+    if pc.any(dup_in_batch).as_py():
+        value = pc.filter(pc.value_counts(keys).field("values"), dup_in_batch)[0]
+        i = int(pc.index(keys, value).as_py())
+        raise PgError("23505", f'duplicate key value violates unique constraint "{schema.name}_pkey"',
+                      detail=f"Key {_key_repr(schema, data, i)} already exists.")
+    for pending in txn.pending_rows(schema.name):
+        hit = pc.is_in(keys, value_set=_key_strings(pending, schema.primary_key))
+        if pc.any(hit).as_py():
+            i = int(np.flatnonzero(np.asarray(hit))[0])
+            raise PgError("23505", f'duplicate key value violates unique constraint "{schema.name}_pkey"',
+                          detail=f"Key {_key_repr(schema, data, i)} already exists.")
+    if not txn.created_here(schema.name):
+        existing = np.asarray(ctx.engine.store.lookup_row_ids(schema.name, data.select(list(schema.primary_key))))
+        live = existing >= 0
+        if live.any():
+            live &= ~np.isin(existing, txn.deleted_ids(schema.name))
+        if live.any():
+            i = int(np.flatnonzero(live)[0])
+            raise PgError("23505", f'duplicate key value violates unique constraint "{schema.name}_pkey"',
+                          detail=f"Key {_key_repr(schema, data, i)} already exists.")
 
 
 def _values_by_duckdb(plan: Insert, ctx: StatementContext, schema: TableSchema):

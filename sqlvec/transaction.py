@@ -119,6 +119,13 @@ class Transaction:
                 out.append(op)
         return out
 
+    def deleted_ids(self, table: str) -> np.ndarray:
+        deleted = [op.row_ids for op in self.ops if isinstance(op, Delete) and op.table == table]
+        return np.concatenate(deleted) if deleted else np.zeros(0, np.int64)
+
+    def pending_rows(self, table: str) -> list[pa.Table]:
+        return [op.data for op in self.ops if isinstance(op, _PendingInsert) and op.table == table]
+
     # -- reads ---------------------------------------------------------------------------------
 
     def parts(self, snapshot: Snapshot, table: str) -> list[Part]:

@@ -434,9 +434,14 @@ class Connection:
     async def _ready_for_query(self) -> None:
         """Notices, ParameterStatus, end of portals at transaction end, then ReadyForQuery."""
         portals = list(self.portals.values())
-        status, notices, parameters, closed = await self.call(_transaction_state, self.active_session, portals)
+        status, notices, parameters, closed, deallocated = await self.call(
+            _transaction_state, self.active_session, portals)
         if closed:
             self.portals.clear()
+        if "*" in deallocated:
+            self.statements.clear()
+        for name in deallocated:
+            self.statements.pop(name, None)
         self._send_updates(notices, parameters)
         self.send(codec.encode_ready_for_query(status))
         await self.flush()
@@ -641,6 +646,10 @@ class Connection:
 
     async def _sync(self, msg: Sync) -> None:
         self.state = ConnectionState.READY
+        try:
+            await self.call(self.active_session.sync)
+        except PgError as e:
+            self.send_error(e)
         await self._ready_for_query()
 
     async def _flush(self, msg: Flush) -> None:
@@ -734,14 +743,16 @@ def _bind(session: Session, prepared: PreparedStatement, raw: Sequence[bytes | N
         raise
 
 
-def _transaction_state(session: Session, portals: list[_Portal]) -> tuple[str, list[PgError], dict[str, str], bool]:
+def _transaction_state(
+    session: Session, portals: list[_Portal]
+) -> tuple[str, list[PgError], dict[str, str], bool, list[str]]:
     status = session.transaction_status
     closed = False
     if status == "I" and portals:
         # Portals live until the end of their transaction.
         _close_executions([p.execution for p in portals])
         closed = True
-    return status, session.take_notices(), session.take_parameter_changes(), closed
+    return status, session.take_notices(), session.take_parameter_changes(), closed, session.take_deallocations()
 
 
 def _close_executions(executions: Sequence[Execution]) -> None:

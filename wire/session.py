@@ -166,6 +166,18 @@ class Session(Protocol):
     def take_notices(self) -> list[PgError]:
         """Notices raised since the last call (severity NOTICE/WARNING), sent before the result."""
 
+    def sync(self) -> None:
+        """Sync received: end the implicit transaction of the extended-query messages before it.
+
+        As in PostgreSQL, statements run by Execute outside a transaction block form one implicit
+        transaction that commits at Sync (or rolls back if one of them failed). Raises PgError if
+        the commit fails; wire then sends ErrorResponse before ReadyForQuery.
+        """
+
+    def take_deallocations(self) -> list[str]:
+        """Names of prepared statements that SQL ``DEALLOCATE name`` dropped since the last call;
+        ``["*"]`` for ``DEALLOCATE ALL``. wire forgets them (a later Parse may reuse the names)."""
+
     def cancel(self) -> None:
         """CancelRequest: abort the running statement with 57014. Called from another thread."""
 

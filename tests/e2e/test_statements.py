@@ -202,3 +202,26 @@ def test_binary_vector_parameters_and_results(conn, table_name):
     dim, unused = int.from_bytes(raw[:2], "big"), int.from_bytes(raw[2:4], "big")
     assert (dim, unused) == (3, 0)
     assert np.frombuffer(raw[4:], ">f4").tolist() == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.pg_compatible
+def test_pipeline_executemany_is_one_implicit_transaction(conn, table_name):
+    t = table_name
+    conn.execute(f"CREATE TABLE {t} (id int PRIMARY KEY)")
+    with conn.cursor() as cur:
+        cur.executemany(f"INSERT INTO {t} VALUES (%s)", [(i,) for i in range(100)])
+    assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (100,)
+    # a failure in the middle of the pipeline rolls back every row before it up to the Sync
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        with conn.cursor() as cur:
+            cur.executemany(f"INSERT INTO {t} VALUES (%s)", [(i,) for i in range(100, 150)] + [(5,)])
+    assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (100,)
+
+
+@pytest.mark.pg_compatible
+def test_deallocate_all_frees_prepared_statement_names(conn):
+    for _ in range(3):
+        assert conn.execute("SELECT %s::int + 1", [1], prepare=True).fetchone() == (2,)
+    conn.execute("DEALLOCATE ALL")
+    for _ in range(3):  # psycopg prepares again under the same name
+        assert conn.execute("SELECT %s::int + 1", [2], prepare=True).fetchone() == (3,)

@@ -423,6 +423,14 @@ class FakeSession:
         notices, self.notices = self.notices, []
         return notices
 
+    def sync(self) -> None:
+        on_worker(self.factory)
+        self.syncs = getattr(self, "syncs", 0) + 1
+
+    def take_deallocations(self) -> list[str]:
+        on_worker(self.factory)
+        return []
+
     def cancel(self) -> None:
         on_worker(self.factory)
         self.factory.cancels += 1
