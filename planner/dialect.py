@@ -82,10 +82,18 @@ class SqlVecParser(PostgresParser):
     }
 
 
+def _operator_sql(op: str):
+    return lambda self, e: self.binary(e, op)
+
+
+def _macro_sql(macro: str):
+    return lambda self, e: self.func(macro, e.this, e.expression)
+
+
 class SqlVecGenerator(PostgresGenerator):
     TRANSFORMS = {
         **PostgresGenerator.TRANSFORMS,
-        **{cls: (lambda op: lambda self, e: self.binary(e, op))(op) for op, cls in DISTANCE_OPERATORS.items()},
+        **{cls: _operator_sql(op) for op, cls in DISTANCE_OPERATORS.items()},
     }
 
 
@@ -112,10 +120,7 @@ class SqlVecDuckDBGenerator(DuckDBGenerator):
 
     TRANSFORMS = {
         **DuckDBGenerator.TRANSFORMS,
-        **{
-            cls: (lambda m: lambda self, e: self.func(m, e.this, e.expression))(cls.duckdb_macro)
-            for cls in DISTANCE_OPERATORS.values()
-        },
+        **{cls: _macro_sql(cls.duckdb_macro) for cls in DISTANCE_OPERATORS.values()},
     }
 
     def datatype_sql(self, expression: exp.DataType) -> str:

@@ -12,10 +12,17 @@ from collections.abc import Callable, Mapping, Sequence
 from sqlglot import exp
 
 from planner import params as P
-from planner.errors import SqlError, feature_not_supported, undefined_column, undefined_table
+from planner.errors import SqlError, feature_not_supported, undefined_column
 from planner.parse import Statement
 from planner.plan import (
-    CopyFrom, CreateTable, Delete, DropTable, Insert, Plan, Query, UtilityPlan,
+    CopyFrom,
+    CreateTable,
+    Delete,
+    DropTable,
+    Insert,
+    Plan,
+    Query,
+    UtilityPlan,
 )
 from planner.rules import REWRITE_RULES
 from storage.types import ColumnSchema, ColumnType, TableSchema
@@ -106,7 +113,9 @@ class Scope:
         return any(schema.column(name) is not None for schema in self.tables.values())
 
 
-def _bind_query(ast: exp.Expr, catalog: Catalog, statement: Statement | None) -> tuple[exp.Expr, Scope, tuple[str, ...]]:
+def _bind_query(
+    ast: exp.Expr, catalog: Catalog, statement: Statement | None
+) -> tuple[exp.Expr, Scope, tuple[str, ...]]:
     """Check table names and rewrite them to their catalog names; collect the scope."""
     ast = ast.copy()
     scope = Scope(catalog, statement)
@@ -420,7 +429,7 @@ def _column_def(cd: exp.ColumnDef, statement: Statement) -> tuple[ColumnSchema, 
             default = c.this.sql("postgres")
         elif isinstance(c, exp.GeneratedAsIdentityColumnConstraint):
             if ctype.name not in ("int2", "int4", "int8"):
-                raise SqlError("22023", f'identity column type must be smallint, integer, or bigint')
+                raise SqlError("22023", 'identity column type must be smallint, integer, or bigint')
             identity = "always" if c.this else "by default"
             not_null = True
         else:

@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows per sealed segment (env SQLVEC_SEAL_ROWS)")
     s.add_argument("--no-fsync", action="store_true", default=_env("SQLVEC_NO_FSYNC", "") == "1",
                    help="do not fsync the WAL (unsafe: for benchmarks of the rest) (env SQLVEC_NO_FSYNC=1)")
-    s.add_argument("--log-level", default=_env("SQLVEC_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING (env SQLVEC_LOG_LEVEL)")
+    s.add_argument("--log-level", default=_env("SQLVEC_LOG_LEVEL", "INFO"),
+                   help="DEBUG, INFO, WARNING (env SQLVEC_LOG_LEVEL)")
     from sqlvec import bench
 
     b = sub.add_parser(

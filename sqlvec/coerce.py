@@ -187,7 +187,8 @@ def _free_numeric(arr: pa.Array) -> pa.Array:
         con = _duck()
         try:
             con.register("__src", pa.table({"v": text}))
-            bad = con.sql("SELECT v FROM __src WHERE v IS NOT NULL AND TRY_CAST(v AS DOUBLE) IS NULL LIMIT 1").fetchall()
+            bad = con.sql("SELECT v FROM __src WHERE v IS NOT NULL AND TRY_CAST(v AS DOUBLE) IS NULL "
+                          "LIMIT 1").fetchall()
         finally:
             con.unregister("__src")
         if bad:
@@ -304,6 +305,14 @@ def _offsets(lengths: np.ndarray, valid: np.ndarray) -> pa.Array:
     return pa.array(np.concatenate([[0], np.cumsum(np.where(valid, lengths, 0))]).astype(np.int32))
 
 
+def _is_float(text: str | None) -> bool:
+    try:
+        float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def parse_vector_text(arr: pa.StringArray, ctype: ColumnType) -> pa.Array:
     """pgvector's text input, vectorised: '[1,2,3]' (spaces allowed around elements)."""
     s = pc.utf8_trim_whitespace(arr)
@@ -325,8 +334,8 @@ def parse_vector_text(arr: pa.StringArray, ctype: ColumnType) -> pa.Array:
     try:
         values = elements.cast(pa.float64())
     except pa.ArrowInvalid:
-        floats = pc.match_substring_regex(elements, r"^[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|nan|NaN|inf|Infinity|-Infinity)$")
-        first = pc.filter(elements, pc.invert(floats))[0].as_py()
+        # error path only: find the element to name in the message
+        first = next((e for e in elements.to_pylist() if not _is_float(e)), elements[0].as_py())
         raise PgError("22P02", f'invalid input syntax for type vector: "{first}"') from None
     flat64 = values.to_numpy(zero_copy_only=False)
     if np.isnan(flat64).any():

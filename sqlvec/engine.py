@@ -265,7 +265,8 @@ class Session:
         for macro in DUCKDB_MACROS:
             self.con.execute(macro)
         self.con.execute("CREATE TABLE __settings (name VARCHAR, value VARCHAR)")
-        self.con.execute("CREATE MACRO sqlvec_setting(n) AS (SELECT value FROM __settings WHERE lower(name) = lower(n))")
+        self.con.execute("CREATE MACRO sqlvec_setting(n) AS "
+                         "(SELECT value FROM __settings WHERE lower(name) = lower(n))")
 
     # -- wire/ Session interface --------------------------------------------------------------------
 
@@ -512,7 +513,8 @@ class Session:
         return X.Result(None, "SET")
 
     def _u_set_time_zone(self, args: dict) -> X.Result:
-        self.settings.set("TimeZone", parser.unquote_value(args["value"]), local=args.get("scope", "").upper() == "LOCAL")
+        local = args.get("scope", "").upper() == "LOCAL"
+        self.settings.set("TimeZone", parser.unquote_value(args["value"]), local=local)
         return X.Result(None, "SET")
 
     def _u_set_names(self, args: dict) -> X.Result:

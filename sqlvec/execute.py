@@ -24,7 +24,7 @@ from sqlglot import exp
 
 from planner import params as P
 from planner.dialect import SqlVec, SqlVecDuckDB
-from planner.plan import CountStar, CopyFrom, CreateTable, Delete, DropTable, Insert, Plan, Query, VectorTopK
+from planner.plan import CopyFrom, CountStar, CreateTable, Delete, DropTable, Insert, Plan, Query, VectorTopK
 from sqlvec import coerce
 from sqlvec.transaction import ROWID, Part, Transaction, snapshot_parts
 from storage import CreateTable as CreateOp
@@ -481,7 +481,8 @@ def run_insert(plan: Insert, ctx: StatementContext) -> Result:
         commit_or_buffer(ctx, [InsertOp(schema.name, data)])
     rows = None
     if plan.returning is not None:
-        rows = ctx.run_query(plan.returning, {schema.name: data.append_column(DUCK_ROWID, pa.nulls(data.num_rows, pa.int64()))})
+        inserted = data.append_column(DUCK_ROWID, pa.nulls(data.num_rows, pa.int64()))
+        rows = ctx.run_query(plan.returning, {schema.name: inserted})
     return Result(rows, f"INSERT 0 {data.num_rows}",
                   plan.returning.names if plan.returning else None,
                   plan.returning.column_types if plan.returning else None)

@@ -21,8 +21,9 @@ includes reading ``PreparedStatement.desc`` and ``Execution.columns`` / ``copy_i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import pyarrow as pa
 

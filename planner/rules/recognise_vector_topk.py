@@ -121,7 +121,8 @@ def _as_distance(e: exp.Expr) -> VectorDistance | None:
 
 def _same_distance(e: exp.Expr, distance: VectorDistance) -> bool:
     d = _as_distance(e)
-    return d is not None and d.metric == distance.metric and d.this == distance.this and d.expression == distance.expression
+    return (d is not None and d.metric == distance.metric and d.this == distance.this
+            and d.expression == distance.expression)
 
 
 def _is_constant_vector(e: exp.Expr) -> bool:

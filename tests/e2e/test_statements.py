@@ -20,7 +20,7 @@ def test_create_insert_select_roundtrip_of_every_type(conn, table_name):
     u = uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
     row = (1, 2, 3, 1.5, 2.25, decimal.Decimal("3.14"), decimal.Decimal("12345.6789"), True, "héllo", "v",
            '{"a": 1}', '[1, 2]', datetime.date(2024, 2, 29), datetime.datetime(2024, 1, 2, 3, 4, 5, 123456),
-           datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc), u, b"\x00\x01\xff", "[1,2.5,-3]")
+           datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC), u, b"\x00\x01\xff", "[1,2.5,-3]")
     conn.execute(f"INSERT INTO {t} (a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r) VALUES "
                  "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", row)
     conn.execute(f"INSERT INTO {t} (a) VALUES (NULL)")
