@@ -230,8 +230,13 @@ def _check_json(arr: pa.Array) -> None:
 # vectors
 
 
+_FEW = 8  # below this many values, plain Python parsing beats the vectorised kernels' fixed cost
+
+
 def _vector_from_python(values: list[Any], ctype: ColumnType) -> pa.Array:
     if all(v is None or isinstance(v, str) for v in values):
+        if len(values) <= _FEW:
+            return vectors_from_numpy([None if v is None else _parse_one_vector(v) for v in values], ctype)
         return _vector(pa.array(values, pa.string()), ctype)
     rows = []
     for v in values:
@@ -242,6 +247,28 @@ def _vector_from_python(values: list[Any], ctype: ColumnType) -> pa.Array:
         else:
             rows.append(np.asarray(v, dtype=np.float32).ravel())
     return vectors_from_numpy(rows, ctype)
+
+
+def _parse_one_vector(text: str) -> np.ndarray:
+    s = text.strip()
+    if not (s.startswith("[") and s.endswith("]")):
+        raise PgError("22P02", f'invalid input syntax for type vector: "{text}"',
+                      detail='Vector contents must start with "[" and end with "]".')
+    inner = s[1:-1].strip()
+    if not inner:
+        raise PgError("22000", "vector must have at least 1 dimension")
+    parts = inner.split(",")
+    try:
+        values = np.array([float(p) for p in parts], dtype=np.float64)
+    except ValueError:
+        bad = next(p for p in parts if not _is_float(p))
+        raise PgError("22P02", f'invalid input syntax for type vector: "{bad.strip()}"') from None
+    _check_finite(values)
+    with np.errstate(over="ignore"):
+        out = values.astype(np.float32)
+    if np.isinf(out).any():
+        raise PgError("22003", f'"{values[np.isinf(out)][0]:g}" is out of range for type real')
+    return out
 
 
 def vectors_from_numpy(rows: list[np.ndarray | None], ctype: ColumnType) -> pa.Array:

@@ -475,9 +475,10 @@ def run_insert(plan: Insert, ctx: StatementContext) -> Result:
     data = build_rows(ctx, schema, plan.columns, arrays, n, defaults)
     if plan.on_conflict_do_nothing and schema.primary_key:
         data = _drop_conflicts(ctx, schema, data)
-    if data.num_rows and ctx.txn is not None and schema.primary_key:
-        check_keys_in_transaction(ctx, schema, data)
-    if data.num_rows:
+    if data.num_rows and ctx.txn is not None:
+        keys = check_keys_in_transaction(ctx, schema, data) if schema.primary_key else None
+        ctx.txn.insert(schema.name, data, keys)
+    elif data.num_rows:
         commit_or_buffer(ctx, [InsertOp(schema.name, data)])
     rows = None
     if plan.returning is not None:
@@ -502,7 +503,7 @@ def _key_repr(schema: TableSchema, t: pa.Table, i: int) -> str:
     return f"({', '.join(schema.primary_key)})=({', '.join(str(v) for v in values)})"
 
 
-def check_keys_in_transaction(ctx: StatementContext, schema: TableSchema, data: pa.Table) -> None:
+def check_keys_in_transaction(ctx: StatementContext, schema: TableSchema, data: pa.Table) -> list:
     """Inside a transaction the key check runs at INSERT, as in PostgreSQL, not only at COMMIT.
 
     A key conflicts with a committed live row the transaction has not deleted, with a row the
@@ -517,12 +518,17 @@ def check_keys_in_transaction(ctx: StatementContext, schema: TableSchema, data: 
         i = int(pc.index(keys, value).as_py())
         raise PgError("23505", f'duplicate key value violates unique constraint "{schema.name}_pkey"',
                       detail=f"Key {_key_repr(schema, data, i)} already exists.")
-    for pending in txn.pending_rows(schema.name):
-        hit = pc.is_in(keys, value_set=_key_strings(pending, schema.primary_key))
-        if pc.any(hit).as_py():
-            i = int(np.flatnonzero(np.asarray(hit))[0])
-            raise PgError("23505", f'duplicate key value violates unique constraint "{schema.name}_pkey"',
-                          detail=f"Key {_key_repr(schema, data, i)} already exists.")
+    pending = txn.pending_keys.get(schema.name)
+    if pending is None:  # after a DELETE of the transaction's own rows: rebuild from what is left
+        pending = set()
+        for rows in txn.pending_rows(schema.name):
+            pending.update(_key_strings(rows, schema.primary_key).to_pylist())
+        txn.pending_keys[schema.name] = pending
+    batch_keys = keys.to_pylist()
+    if pending and not pending.isdisjoint(batch_keys):
+        i = next(j for j, k in enumerate(batch_keys) if k in pending)
+        raise PgError("23505", f'duplicate key value violates unique constraint "{schema.name}_pkey"',
+                      detail=f"Key {_key_repr(schema, data, i)} already exists.")
     if not txn.created_here(schema.name):
         existing = np.asarray(ctx.engine.store.lookup_row_ids(schema.name, data.select(list(schema.primary_key))))
         live = existing >= 0
@@ -532,6 +538,7 @@ def check_keys_in_transaction(ctx: StatementContext, schema: TableSchema, data: 
             i = int(np.flatnonzero(live)[0])
             raise PgError("23505", f'duplicate key value violates unique constraint "{schema.name}_pkey"',
                           detail=f"Key {_key_repr(schema, data, i)} already exists.")
+    return batch_keys
 
 
 def _values_by_duckdb(plan: Insert, ctx: StatementContext, schema: TableSchema):

@@ -41,8 +41,33 @@ class Part:
 
 @dataclass
 class _PendingInsert:
+    """Rows a transaction inserted into one table, in consecutive statements.
+
+    Statements append chunks (a pipeline of 20k single-row INSERTs is one op of 20k chunks);
+    ``data`` concatenates them once per change.
+    """
+
     table: str
-    data: pa.Table  # user columns + ROWID (temporary, negative)
+    chunks: list[pa.Table]  # user columns + ROWID (temporary, negative)
+    _data: pa.Table | None = None
+
+    @property
+    def data(self) -> pa.Table:
+        if self._data is None:
+            self._data = _concat(self.chunks)
+            self.chunks = [self._data]
+        return self._data
+
+    def append(self, chunk: pa.Table) -> None:
+        self.chunks.append(chunk)
+        self._data = None
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    if len(tables) == 1:
+        return tables[0]
+    schema = pa.schema([f.with_nullable(True) for f in tables[0].schema])
+    return pa.concat_tables([t.cast(schema) if t.schema != schema else t for t in tables])
 
 
 @dataclass
@@ -50,6 +75,8 @@ class Transaction:
     ops: list[object] = field(default_factory=list)  # CreateTable | DropTable | _PendingInsert | Delete
     next_temp_id: int = -1
     generation: int = 0
+    #: primary keys (as comparable strings) this transaction inserted and has not deleted, per table
+    pending_keys: dict[str, set] = field(default_factory=dict)
 
     # -- catalog -------------------------------------------------------------------------------
 
@@ -86,11 +113,20 @@ class Transaction:
         self.ops.append(DropTable(name))
         self.generation += 1
 
-    def insert(self, table: str, data: pa.Table) -> None:
+    def insert(self, table: str, data: pa.Table, keys: list | None = None) -> None:
         n = data.num_rows
         ids = np.arange(self.next_temp_id, self.next_temp_id - n, -1, dtype=np.int64)
         self.next_temp_id -= n
-        self.ops.append(_PendingInsert(table, data.append_column(ROWID, pa.array(ids))))
+        chunk = data.append_column(ROWID, pa.array(ids))
+        last = self.ops[-1] if self.ops else None
+        if isinstance(last, _PendingInsert) and last.table == table:
+            last.append(chunk)
+        else:
+            self.ops.append(_PendingInsert(table, [chunk]))
+        if keys is not None:
+            self.pending_keys.setdefault(table, set()).update(keys)
+        else:  # keys not given (COPY): the engine rebuilds the set when it next needs it
+            self.pending_keys.pop(table, None)
         self.generation += 1
 
     def delete(self, table: str, row_ids: np.ndarray) -> None:
@@ -101,9 +137,10 @@ class Transaction:
             for op in self.ops:
                 if isinstance(op, _PendingInsert) and op.table == table:
                     keep = pc.invert(pc.is_in(op.data.column(ROWID), pa.array(temp)))
-                    op = _PendingInsert(table, op.data.filter(keep))
+                    op = _PendingInsert(table, [op.data.filter(keep)])
                 ops.append(op)
             self.ops = ops
+            self.pending_keys.pop(table, None)  # rebuilt on demand by the engine
         if len(committed):
             self.ops.append(Delete(table, committed))
         self.generation += 1
