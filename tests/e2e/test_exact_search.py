@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 OPS = {"l2": "<->", "ip": "<#>", "cosine": "<=>", "l1": "<+>"}
+REFERENCE = bool(os.environ.get("SQLVEC_TEST_PG") or os.environ.get("SQLVEC_TEST_DSN"))
 
 
 def ground_truth(X: np.ndarray, q: np.ndarray, metric: str) -> np.ndarray:
@@ -41,8 +44,11 @@ def dataset(server):
     return X, nulls
 
 
+@pytest.mark.pg_compatible
 @pytest.mark.parametrize("metric", list(OPS))
 def test_exact_topk_matches_numpy(conn, dataset, metric):
+    if REFERENCE and metric == "l1":
+        pytest.skip("pgserver bundles pgvector 0.6, which predates the <+> operator (0.7)")
     X, nulls = dataset
     rng = np.random.default_rng(7)
     valid = np.array([i not in nulls for i in range(len(X))])
@@ -54,25 +60,31 @@ def test_exact_topk_matches_numpy(conn, dataset, metric):
         d[~valid] = np.inf
         expected = np.lexsort((np.arange(len(X)), d))[:10]
         got_ids = [r[0] for r in rows]
-        np.testing.assert_allclose([r[1] for r in rows], d[expected], rtol=1e-9, atol=1e-9)
-        # ties may come in any order in PostgreSQL; sqlvec breaks them by insertion order
-        assert got_ids == expected.tolist()
+        # pgvector accumulates in float32; sqlvec in float64: both agree to float32 precision
+        np.testing.assert_allclose([r[1] for r in rows], d[expected], rtol=1e-6, atol=1e-6)
+        # PostgreSQL returns tied rows in any order; sqlvec breaks ties by insertion order
+        assert sorted(got_ids) == sorted(expected.tolist())
+        if not REFERENCE:
+            assert got_ids == expected.tolist()
 
 
+@pytest.mark.pg_compatible
 def test_ties_are_all_returned(conn, dataset):
     X, _ = dataset
     rows = conn.execute("SELECT id FROM exact_items ORDER BY e <-> %s LIMIT 3", [vec(X[7])]).fetchall()
     assert sorted(r[0] for r in rows) == [7, 100, 200]
 
 
+@pytest.mark.pg_compatible
 def test_null_vectors_sort_last(conn, dataset):
     X, nulls = dataset
     rows = conn.execute("SELECT id, e <-> %s FROM exact_items ORDER BY e <-> %s LIMIT 3000 OFFSET 2995",
                         [vec(X[0]), vec(X[0])]).fetchall()
-    assert [r[0] for r in rows[-3:]] == sorted(nulls)
+    assert sorted(r[0] for r in rows[-3:]) == sorted(nulls)
     assert all(r[1] is None for r in rows[-3:])
 
 
+@pytest.mark.pg_compatible
 def test_filtered_exact_topk(conn, dataset):
     X, nulls = dataset
     q = X[11]
@@ -82,6 +94,7 @@ def test_filtered_exact_topk(conn, dataset):
     assert [r[0] for r in rows] == np.lexsort((np.arange(len(X)), d))[:5].tolist()
 
 
+@pytest.mark.pg_compatible
 def test_distance_functions_and_dimension_errors(conn, dataset):
     import psycopg
 
@@ -96,6 +109,7 @@ def test_distance_functions_and_dimension_errors(conn, dataset):
     assert "different vector dimensions 16 and 2" in str(e.value)
 
 
+@pytest.mark.pg_compatible
 def test_vector_column_without_dimension(conn, table_name):
     import psycopg
 

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 
+@pytest.mark.pg_compatible
 def test_create_insert_select_roundtrip_of_every_type(conn, table_name):
     t = table_name
     conn.execute(f"""CREATE TABLE {t} (
@@ -36,6 +37,7 @@ def test_create_insert_select_roundtrip_of_every_type(conn, table_name):
     assert conn.execute(f"SELECT id FROM {t} ORDER BY id").fetchall() == [(1,), (2,)]
 
 
+@pytest.mark.pg_compatible
 def test_insert_multirow_returning_and_defaults(conn, table_name):
     t = table_name
     conn.execute(f"CREATE TABLE {t} (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
@@ -51,6 +53,7 @@ def test_insert_multirow_returning_and_defaults(conn, table_name):
         conn.execute(f"INSERT INTO {t} (name) VALUES (NULL)")
 
 
+@pytest.mark.pg_compatible
 def test_select_where_order_limit_offset_group_by(conn, table_name):
     t = table_name
     conn.execute(f"CREATE TABLE {t} (id int PRIMARY KEY, grp text, x double precision)")
@@ -64,6 +67,7 @@ def test_select_where_order_limit_offset_group_by(conn, table_name):
     assert conn.execute(f"SELECT id + 1 AS next, upper(grp) FROM {t} WHERE id = 3").fetchone() == (4, "B")
 
 
+@pytest.mark.pg_compatible
 def test_delete_where_returning(conn, table_name):
     t = table_name
     conn.execute(f"CREATE TABLE {t} (id int PRIMARY KEY, v text)")
@@ -76,6 +80,7 @@ def test_delete_where_returning(conn, table_name):
     assert conn.execute(f"SELECT v FROM {t} WHERE id = 2").fetchone() == ("again",)
 
 
+@pytest.mark.pg_compatible
 def test_drop_table_and_if_exists(conn, table_name):
     t = table_name
     conn.execute(f"CREATE TABLE {t} (id int)")
@@ -99,6 +104,7 @@ def test_create_extension_and_version(conn):
         conn.execute("CREATE EXTENSION postgis")
 
 
+@pytest.mark.pg_compatible
 def test_transactions_commit_rollback_and_isolation(server, table_name):
     t = table_name
     with psycopg.connect(server.dsn) as a, psycopg.connect(server.dsn, autocommit=True) as b:
@@ -116,6 +122,7 @@ def test_transactions_commit_rollback_and_isolation(server, table_name):
         assert b.execute(f"SELECT id FROM {t}").fetchall() == [(1,)]
 
 
+@pytest.mark.pg_compatible
 def test_failed_transaction_state(server, table_name):
     t = table_name
     with psycopg.connect(server.dsn) as a:
@@ -131,6 +138,7 @@ def test_failed_transaction_state(server, table_name):
         assert a.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)
 
 
+@pytest.mark.pg_compatible
 def test_set_show_reset_and_parameter_status(conn):
     conn.execute("SET application_name = 'sqlvec-test'")
     assert conn.info.parameter_status("application_name") == "sqlvec-test"
@@ -145,6 +153,7 @@ def test_set_show_reset_and_parameter_status(conn):
     assert conn.execute("SHOW TimeZone").fetchone() == ("UTC",)
 
 
+@pytest.mark.pg_compatible
 def test_multi_statement_simple_query(server, table_name):
     t = table_name
     with psycopg.connect(server.dsn, autocommit=True) as c:
@@ -156,6 +165,7 @@ def test_multi_statement_simple_query(server, table_name):
         assert c.execute(f"SELECT count(*) FROM {t}").fetchone() == (2,)
 
 
+@pytest.mark.pg_compatible
 def test_copy_from_stdin_text(conn, table_name):
     t = table_name
     conn.execute(f"CREATE TABLE {t} (id int PRIMARY KEY, name text, e vector(3))")
@@ -167,6 +177,7 @@ def test_copy_from_stdin_text(conn, table_name):
     assert conn.execute(f"SELECT name FROM {t} WHERE id = 8").fetchone() == (None,)
 
 
+@pytest.mark.pg_compatible
 def test_copy_bad_row_rolls_back_whole_copy(conn, table_name):
     t = table_name
     conn.execute(f"CREATE TABLE {t} (id int PRIMARY KEY, e vector(2))")
@@ -192,6 +203,7 @@ def test_prepared_statement_planned_once(conn, table_name):
     assert conn.execute(q, ["[4,4]"], prepare=True).fetchone() == (3,)
 
 
+@pytest.mark.pg_compatible
 def test_binary_vector_parameters_and_results(conn, table_name):
     t = table_name
     conn.execute(f"CREATE TABLE {t} (id int PRIMARY KEY, e vector(3))")
