@@ -122,8 +122,12 @@ class ReferenceServer:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start(*, attempts: int = 3) -> ReferenceServer:
-    """Start PostgreSQL + pgvector from pgserver's binaries; the caller must ``stop()`` it."""
+def start(*, attempts: int = 3, durable: bool = False) -> ReferenceServer:
+    """Start PostgreSQL + pgvector from pgserver's binaries; the caller must ``stop()`` it.
+
+    Tests run it with fsync off; ``durable=True`` keeps PostgreSQL's defaults (fsync and
+    synchronous commit on), as a benchmark baseline against sqlvec's fsynced commits needs.
+    """
     bin_dir = pg_bin_dir()
     user = _target_user()
     as_user = _run_as(user)
@@ -153,8 +157,9 @@ def start(*, attempts: int = 3) -> ReferenceServer:
                 os.chown(log_path, user.pw_uid, user.pw_gid)
             proc = subprocess.Popen(
                 [str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
-                 "-k", str(root), "-c", "fsync=off", "-c", "synchronous_commit=off",
-                 "-c", "full_page_writes=off", "-c", "max_connections=100"],
+                 "-k", str(root), "-c", "max_connections=100",
+                 *([] if durable else ["-c", "fsync=off", "-c", "synchronous_commit=off",
+                                       "-c", "full_page_writes=off"])],
                 cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, **as_user)
             srv = ReferenceServer("127.0.0.1", port, root, proc, bin_dir, log_path, has_pgvector(bin_dir), log)
@@ -205,8 +210,10 @@ def _bootstrap(srv: ReferenceServer) -> None:
             c.execute("CREATE EXTENSION IF NOT EXISTS vector")
 
 
-if __name__ == "__main__":  # manual use: start one, print its DSN, stop on Ctrl-C
-    s = start()
+if __name__ == "__main__":  # manual use: start one, print its DSN, stop on Ctrl-C (--durable: fsync on)
+    import sys
+
+    s = start(durable="--durable" in sys.argv)
     print(s.version())
     print(s.dsn, flush=True)
     try:

@@ -128,6 +128,10 @@ class _Shape:
     columns: list[ColumnDesc] | None
     copy_in: CopyInSink | None
     copy_in_columns: int
+    # A statement without rows is finished in the Bind's worker call, saving Execute a thread hop;
+    # an error from running it is kept and reported at Execute, where PostgreSQL reports it.
+    prefetched: _Fetched | None = None
+    error: PgError | None = None
 
 
 @dataclass
@@ -455,13 +459,17 @@ class Connection:
     # ------------------------------------------------------------------ rows
 
     async def _send_rows(
-        self, execution: Execution, columns: list[ColumnDesc] | None, formats: list[int], max_rows: int
+        self, execution: Execution, columns: list[ColumnDesc] | None, formats: list[int], max_rows: int,
+        prefetched: _Fetched | None = None,
     ) -> tuple[bool, str | None, dict[str, str]]:
         """Fetch and send DataRows; -> (suspended, command tag and setting changes when complete)."""
         sent = 0
         while True:
             want = self._batch_rows if max_rows <= 0 else min(self._batch_rows, max_rows - sent)
-            fetched = await self.call(_fetch, self.active_session, execution, want, columns, formats)
+            if prefetched is not None:
+                fetched, prefetched = prefetched, None
+            else:
+                fetched = await self.call(_fetch, self.active_session, execution, want, columns, formats)
             for notice in fetched.notices:
                 self.send(codec.encode_notice_response(notice))
             self.send(fetched.payload)
@@ -591,8 +599,9 @@ class Connection:
         if len(msg.params) != len(oids):
             raise PgError("08P01", f'bind message supplies {len(msg.params)} parameters, but prepared '
                                    f'statement "{msg.statement}" requires {len(oids)}')
-        await self._drop_portal(msg.portal)
-        execution, shape = await self.call(_bind, self.active_session, statement.prepared, msg.params, oids, formats)
+        previous = self.portals.pop(msg.portal, None)
+        execution, shape = await self.call(_bind, self.active_session, statement.prepared, msg.params, oids, formats,
+                                           previous.execution if previous is not None else None)
         try:
             result_formats = _result_formats(msg.result_formats, shape.columns)
         except PgError:
@@ -623,11 +632,15 @@ class Connection:
         portal = self.portals.get(msg.portal)
         if portal is None:
             raise PgError("34000", f'portal "{msg.portal}" does not exist')
+        if portal.shape.error is not None:
+            err, portal.shape.error = portal.shape.error, None
+            raise err
         if portal.shape.copy_in is not None:
             await self._copy_in(portal.shape)
             return
+        prefetched, portal.shape.prefetched = portal.shape.prefetched, None
         suspended, tag, parameters = await self._send_rows(portal.execution, portal.shape.columns, portal.formats,
-                                                           msg.max_rows)
+                                                           msg.max_rows, prefetched)
         self.send(codec.PORTAL_SUSPENDED if suspended else codec.encode_command_complete(tag or ""))
         self._send_updates([], parameters)
 
@@ -723,7 +736,9 @@ def _prepare(session: Session, sql: str, param_oids: list[int]) -> tuple[Prepare
 
 
 def _bind(session: Session, prepared: PreparedStatement, raw: Sequence[bytes | None], oids: list[int],
-          formats: list[int]) -> tuple[Execution, _Shape]:
+          formats: list[int], previous: Execution | None = None) -> tuple[Execution, _Shape]:
+    if previous is not None:  # Bind to an existing unnamed portal replaces it
+        previous.close()
     params = []
     for i, (data, oid, fmt) in enumerate(zip(raw, oids, formats, strict=True), start=1):
         try:
@@ -737,7 +752,12 @@ def _bind(session: Session, prepared: PreparedStatement, raw: Sequence[bytes | N
                           hint=err.hint) from None
     execution = session.bind(prepared, params)
     try:
-        return execution, _shape(execution)
+        shape = _shape(execution)
+        if shape.columns is None and shape.copy_in is None:
+            shape.prefetched = _fetch(session, execution, 0, None, [])
+        return execution, shape
+    except PgError as err:  # the statement ran (an engine may run it to know its columns) and failed
+        return execution, _Shape(None, None, 0, error=err)
     except BaseException:
         execution.close()
         raise
