@@ -13,7 +13,6 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
@@ -112,46 +111,58 @@ def _space_parameters(sql: str) -> str:
     return _PARAM_OR_QUOTED.sub(lambda m: m.group(0) + " " if m.group(0)[1:].isdigit() else m.group(0), sql)
 
 
-def split(sql: str) -> list[tuple[str, int]]:
-    """(statement text, offset) for each non-empty statement of ``sql``."""
+def _tokens(sql: str) -> tuple[str, list]:
     sql = _space_parameters(sql)
     try:
-        tokens = _DIALECT.tokenize(sql)
+        return sql, _DIALECT.tokenize(sql)
     except TokenError as e:
         raise SqlError("42601", f"syntax error: {e}") from None
-    pieces: list[tuple[str, int]] = []
-    start: int | None = None
-    end = 0
+
+
+def _pieces(tokens: list) -> list[list]:
+    """Token runs between semicolons, empty ones dropped."""
+    pieces: list[list] = []
+    current: list = []
     for tok in tokens:
         if tok.token_type == TokenType.SEMICOLON:
-            if start is not None:
-                pieces.append((sql[start:end + 1], start))
-            start = None
-            continue
-        if start is None:
-            start = tok.start
-            # a leading comment belongs to the statement text; tokens start after it
-        end = tok.end
-    if start is not None:
-        pieces.append((sql[start:end + 1], start))
+            if current:
+                pieces.append(current)
+            current = []
+        else:
+            current.append(tok)
+    if current:
+        pieces.append(current)
     return pieces
 
 
+def split(sql: str) -> list[tuple[str, int]]:
+    """(statement text, offset) for each non-empty statement of ``sql``."""
+    sql, tokens = _tokens(sql)
+    return [(sql[p[0].start:p[-1].end + 1], p[0].start) for p in _pieces(tokens)]
+
+
 def parse(sql: str) -> list[Statement]:
-    """All statements of ``sql`` (empty for the empty query). Raises SqlError 42601."""
+    """All statements of ``sql`` (empty for the empty query). Raises SqlError 42601.
+
+    The text is tokenized once; each statement's tokens go straight to the parser.
+    """
+    sql, tokens = _tokens(sql)
     statements = []
-    for text, offset in split(sql):
+    for piece in _pieces(tokens):
+        offset = piece[0].start
+        text = sql[offset:piece[-1].end + 1]
         utility = _utility(text)
         if utility is not None:
             statements.append(Statement(text, offset, utility=utility))
             continue
+        if piece[0].token_type == TokenType.VAR:  # not a statement keyword: PostgreSQL points at it
+            raise SqlError("42601", f'syntax error at or near "{piece[0].text}"', position=offset + 1)
         try:
-            ast = sqlglot.parse_one(text, dialect=SqlVec)
+            parsed = _DIALECT.parser().parse(piece, sql)
         except ParseError as e:
-            raise _syntax_error(text, offset, e) from None
-        except TokenError as e:
-            raise SqlError("42601", f"syntax error: {e}") from None
-        if isinstance(ast, exp.Command) or _misparsed(ast, text):
+            raise _syntax_error(sql, 0, e) from None
+        ast = parsed[0] if parsed else None
+        if ast is None or isinstance(ast, exp.Command) or _misparsed(ast, text):
             first = text.split(None, 1)[0]
             raise SqlError("42601", f'syntax error at or near "{first}"', position=offset + 1)
         statements.append(Statement(text, offset, ast=ast))

@@ -81,3 +81,15 @@ def test_cancel_request(server):
             c.execute("SELECT count(*) FROM range(100000) a, range(100000) b, range(1000) c")
         timer.cancel()
         assert c.execute("SELECT 1").fetchone() == (1,)
+
+
+@pytest.mark.pg_compatible
+@pytest.mark.parametrize("sql, near, position", [
+    ("SELEC 1", "SELEC", 1),
+    ("SELECT * FROM WHERE", "WHERE", 15),
+])
+def test_syntax_error_position(conn, sql, near, position):
+    with pytest.raises(psycopg.errors.SyntaxError) as e:
+        conn.execute(sql)
+    assert e.value.diag.message_primary == f'syntax error at or near "{near}"'
+    assert int(e.value.diag.statement_position) == position
