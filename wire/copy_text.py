@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 from wire import pgtypes as T
 from wire.session import PgError
@@ -430,32 +431,45 @@ def _convert_uuid_bytes(text: pa.Array, nulls: np.ndarray, target: pa.DataType) 
     return pa.Array.from_buffers(target, len(text), [validity, pa.py_buffer(raw.reshape(-1))], int(nulls.sum()))
 
 
-def _convert_vector(text: pa.Array, nulls: np.ndarray, target: pa.DataType) -> pa.Array:
-    """pgvector's text form, vectorised: trim, check brackets, split on commas, cast float32."""
-    n = len(text)
-    present = np.flatnonzero(~nulls)
-    t = pc.utf8_trim_whitespace(text.take(pa.array(present)))
-    syntax_ok = (pc.starts_with(t, "[").to_numpy(zero_copy_only=False)
-                 & pc.ends_with(t, "]").to_numpy(zero_copy_only=False))
-    if not syntax_ok.all():
-        row = int(present[_first(~syntax_ok)])
-        value = text[row].as_py()
-        detail = 'Vector contents must start with "[".' if not value.lstrip().startswith("[") else None
-        raise _Row(row, PgError("22P02", f'invalid input syntax for type vector: "{value}"', detail=detail))
+def _character_data(strings: pa.Array) -> np.ndarray:
+    """The bytes of ``strings``' values, without copying (a slice of the array's data buffer)."""
+    data = strings.buffers()[2]
+    if data is None or len(strings) == 0:
+        return np.zeros(0, np.uint8)
+    large = pa.types.is_large_string(strings.type) or pa.types.is_large_binary(strings.type)
+    offsets = np.frombuffer(strings.buffers()[1], np.int64 if large else np.int32)
+    first, last = offsets[strings.offset], offsets[strings.offset + len(strings)]
+    return np.frombuffer(data, np.uint8)[first:last]
+
+
+def _has_whitespace(strings: pa.Array) -> bool:
+    """Any ASCII whitespace in any of ``strings`` (one pass over the character data)."""
+    data = _character_data(strings).tobytes()
+    return any(ch in data for ch in _WHITESPACE)  # each a memchr-speed scan
+
+
+_WHITESPACE = (b" ", b"\t", b"\n", b"\r", b"\v", b"\f")
+
+
+def _split_vectors(text: pa.Array, t: pa.Array, present: np.ndarray, target: pa.DataType
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Elements of each '[..]' by string kernels, checking every rule: (floats, row of each, dims)."""
+    fixed = target.list_size if pa.types.is_fixed_size_list(target) else None
     inner = pc.utf8_slice_codeunits(t, 1, -1)
     empty = pc.equal(pc.utf8_trim_whitespace(inner), "").to_numpy(zero_copy_only=False)
     if empty.any():
         raise _Row(int(present[_first(empty)]), PgError("22000", "vector must have at least 1 dimension"))
     parts = pc.split_pattern(inner, ",")
     dims = pc.list_value_length(parts).to_numpy(zero_copy_only=False).astype(np.int64)
-    fixed = target.list_size if pa.types.is_fixed_size_list(target) else None
     if fixed is not None and (dims != fixed).any():
         i = _first(dims != fixed)
         raise _Row(int(present[i]), PgError("22000", f"expected {fixed} dimensions, not {int(dims[i])}"))
     if (dims > T.VECTOR_MAX_DIM).any():
         i = _first(dims > T.VECTOR_MAX_DIM)
         raise _Row(int(present[i]), PgError("54000", f"vector cannot have more than {T.VECTOR_MAX_DIM} dimensions"))
-    elements = pc.utf8_trim_whitespace(pc.list_flatten(parts))
+    elements = pc.list_flatten(parts)
+    if _has_whitespace(inner):
+        elements = pc.utf8_trim_whitespace(elements)
     row_of_element = np.repeat(np.arange(len(present)), dims)
     try:
         values = elements.cast(pa.float32())
@@ -464,12 +478,65 @@ def _convert_vector(text: pa.Array, nulls: np.ndarray, target: pa.DataType) -> p
         bad = ~ok.to_numpy(zero_copy_only=False)
         row = int(present[row_of_element[_first(bad)]]) if bad.any() else int(present[0])
         raise _Row(row, PgError("22P02", f'invalid input syntax for type vector: "{text[row].as_py()}"')) from None
-    flat = values.to_numpy(zero_copy_only=False)
+    return values.to_numpy(zero_copy_only=False), row_of_element, dims
+
+
+def _fixed_vectors_as_csv(t: pa.Array, dim: int) -> np.ndarray | None:
+    """Fast path for '[..]' texts of a fixed dimension: the bracketed lists, one per line, read by
+    Arrow's multi-threaded CSV parser as ``dim`` float32 columns. None when anything is unusual
+    (whitespace, a wrong count, a bad number): the string-kernel path then checks and reports."""
+    if len(t) == 0 or _has_whitespace(t):
+        return None
+    body = _character_data(t).tobytes()
+    if body.count(b"[") != len(t) or body.count(b"]") != len(t):
+        return None
+    body = body.translate(_BRACKETS_TO_LINES, b"[")
+    names = [f"c{i}" for i in range(dim)]
+    try:
+        table = pa_csv.read_csv(
+            pa.py_buffer(body),
+            read_options=pa_csv.ReadOptions(column_names=names),
+            parse_options=pa_csv.ParseOptions(quote_char=False),
+            convert_options=pa_csv.ConvertOptions(column_types={n: pa.float32() for n in names},
+                                                  strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if table.num_rows != len(t) or any(c.null_count for c in table.columns):
+        return None
+    return np.column_stack([c.to_numpy() for c in table.columns]).reshape(-1)
+
+
+_BRACKETS_TO_LINES = bytes.maketrans(b"]", b"\n")
+
+
+def _convert_vector(text: pa.Array, nulls: np.ndarray, target: pa.DataType) -> pa.Array:
+    """pgvector's text form, vectorised: trim, check brackets, split on commas, cast float32."""
+    n = len(text)
+    present = np.flatnonzero(~nulls)
+    t = text if len(present) == n else text.take(pa.array(present))
+    if _has_whitespace(t):  # trimming copies every string: only when there is something to trim
+        t = pc.utf8_trim_whitespace(t)
+    syntax_ok = (pc.starts_with(t, "[").to_numpy(zero_copy_only=False)
+                 & pc.ends_with(t, "]").to_numpy(zero_copy_only=False))
+    if not syntax_ok.all():
+        row = int(present[_first(~syntax_ok)])
+        value = text[row].as_py()
+        detail = 'Vector contents must start with "[".' if not value.lstrip().startswith("[") else None
+        raise _Row(row, PgError("22P02", f'invalid input syntax for type vector: "{value}"', detail=detail))
+    fixed = target.list_size if pa.types.is_fixed_size_list(target) else None
+    flat = _fixed_vectors_as_csv(t, fixed) if fixed is not None else None
+    if flat is None:
+        flat, row_of_element, dims = _split_vectors(text, t, present, target)
+    else:
+        dims = np.full(len(present), fixed, np.int64)
+        row_of_element = None
     finite = np.isfinite(flat)
     if not finite.all():
         i = _first(~finite)
         message = "NaN not allowed in vector" if np.isnan(flat[i]) else "infinite value not allowed in vector"
-        raise _Row(int(present[row_of_element[i]]), PgError("22000", message))
+        row = row_of_element[i] if row_of_element is not None else i // dims[0]
+        raise _Row(int(present[row]), PgError("22000", message))
     mask = pa.array(nulls) if nulls.any() else None
     if fixed is not None:
         matrix = np.zeros((n, fixed), np.float32)

@@ -200,3 +200,32 @@ def test_large_copy_is_fast_enough_to_be_vectorised() -> None:
                              [pa.int64(), pa.string(), pa.list_(pa.float32(), 3)])
     assert table.num_rows == n and table.column(0)[n - 1].as_py() == n - 1
     assert table.column(2)[7].as_py() == [7.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("data", "sqlstate"),
+    [
+        (b"[1,2,3]\n[4,5]\n", "22000"),          # wrong dimension on line 2
+        (b"[1,NaN,3]\n", "22000"),
+        (b"[1,2,3][4,5,6]\n", "22000"),
+        (b"[]\n", "22000"),
+        (b"[1,x,3]\n", "22P02"),
+        (b"[1,2,3,4]\n", "22000"),
+    ],
+)
+def test_fixed_dimension_vectors_fast_path_falls_back_for_errors(data: bytes, sqlstate: str) -> None:
+    with pytest.raises(PgError) as e:
+        decode_copy_text(data, ["e"], [16385], [pa.list_(pa.float32(), 3)])
+    assert e.value.sqlstate == sqlstate
+
+
+def test_fixed_dimension_vectors_fast_path_matches_values() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((500, 16)).astype(np.float32)
+    lines = ["\\N" if i % 50 == 0 else "[" + ",".join(repr(float(v)) for v in row) + "]" for i, row in enumerate(x)]
+    out = decode_copy_text(("\n".join(lines) + "\n").encode(), ["e"], [16385], [pa.list_(pa.float32(), 16)])
+    got = out.column(0).to_pylist()
+    for i, row in enumerate(x):
+        assert got[i] is None if i % 50 == 0 else np.array_equal(np.array(got[i], np.float32), row)
+    spaced = decode_copy_text(b"[ 1, 2 ,3 ]\n", ["e"], [16385], [pa.list_(pa.float32(), 3)])
+    assert spaced.column(0).to_pylist() == [[1.0, 2.0, 3.0]]
