@@ -9,6 +9,7 @@ vector top-k runs exact search per segment; writes become storage operations.
 from __future__ import annotations
 
 import decimal
+import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -190,50 +191,48 @@ def duckdb_value(v: Any) -> Any:
     return v
 
 
+# DuckDB's errors -> PostgreSQL's: (exception class or None for any, pattern in DuckDB's message,
+# SQLSTATE, message built from the match). The first match wins; then the class default below.
+_DUCKDB_ERRORS: tuple[tuple[type | None, re.Pattern[str], str, Callable[[re.Match[str]], str]], ...] = (
+    (None, re.compile(r"list dimensions must be equal, got left length '(\d+)' and right length '(\d+)'"),
+     "22000", lambda m: f"different vector dimensions {m.group(1)} and {m.group(2)}"),
+    (None, re.compile(r"different vector dimensions.*"), "22000", lambda m: m.group(0)),
+    (None, re.compile(r"Division by zero"), "22012", lambda m: "division by zero"),
+    (duckdb.BinderException, re.compile(r'Referenced column "?([^"\s]+)"? not found'),
+     "42703", lambda m: f'column "{m.group(1)}" does not exist'),
+    (duckdb.BinderException, re.compile(r"No function matches the given name and argument types '([^']*)'"),
+     "42883", lambda m: f"function {m.group(1)} does not exist"),
+    (duckdb.BinderException, re.compile(r".*must appear in the GROUP BY clause.*"), "42803", lambda m: m.group(0)),
+    (duckdb.CatalogException, re.compile(r"Table with name (\S+) does not exist"),
+     "42P01", lambda m: f'relation "{m.group(1)}" does not exist'),
+    (duckdb.CatalogException, re.compile(r"Function with name (\S+) does not exist"),
+     "42883", lambda m: f"function {m.group(1)} does not exist"),
+    (duckdb.ConversionException, re.compile(r".*out of range.*"), "22003", lambda m: m.group(0)),
+)
+_DUCKDB_DEFAULT_SQLSTATE: tuple[tuple[type, str], ...] = (
+    (duckdb.InterruptException, "57014"),
+    (duckdb.BinderException, "42804"),
+    (duckdb.CatalogException, "42704"),
+    (duckdb.ConversionException, "22P02"),
+    (duckdb.OutOfRangeException, "22003"),
+    (duckdb.ParserException, "42601"),
+    (duckdb.InvalidInputException, "22023"),
+)
+
+
 def duckdb_error(e: duckdb.Error) -> PgError:
     msg = str(e).split("\n")[0]
     text = msg.split(": ", 1)[1] if ": " in msg else msg
     if isinstance(e, duckdb.InterruptException):
         return PgError("57014", "canceling statement due to user request")
-    if "list dimensions must be equal" in msg or "different vector dimensions" in msg:
-        import re
-        m = re.search(r"length '(\d+)' and right length '(\d+)'", msg)
-        dims = f" {m.group(1)} and {m.group(2)}" if m else ""
-        return PgError("22000", f"different vector dimensions{dims}")
-    if "Division by zero" in msg:
-        return PgError("22012", "division by zero")
-    if isinstance(e, duckdb.BinderException):
-        import re
-        m = re.search(r'Referenced column "?([^"\s]+)"? not found', msg)
+    for cls, pattern, sqlstate, message in _DUCKDB_ERRORS:
+        if cls is not None and not isinstance(e, cls):
+            continue
+        m = pattern.search(text)
         if m:
-            return PgError("42703", f'column "{m.group(1)}" does not exist')
-        m = re.search(r"No function matches the given name and argument types '([^']*)'", msg)
-        if m:
-            return PgError("42883", f"function {m.group(1)} does not exist",
-                           hint="No function matches the given name and argument types.")
-        if "must appear in the GROUP BY clause" in msg:
-            return PgError("42803", text)
-        return PgError("42804", text)
-    if isinstance(e, duckdb.CatalogException):
-        import re
-        m = re.search(r"Table with name (\S+) does not exist", msg)
-        if m:
-            return PgError("42P01", f'relation "{m.group(1)}" does not exist')
-        m = re.search(r"Function with name (\S+) does not exist", msg)
-        if m:
-            return PgError("42883", f"function {m.group(1)} does not exist")
-        return PgError("42704", text)
-    if isinstance(e, duckdb.ConversionException):
-        if "out of range" in msg:
-            return PgError("22003", text)
-        return PgError("22P02", text)
-    if isinstance(e, duckdb.OutOfRangeException):
-        return PgError("22003", text)
-    if isinstance(e, duckdb.ParserException):
-        return PgError("42601", text)
-    if isinstance(e, duckdb.InvalidInputException):
-        return PgError("22023", text)
-    return PgError("XX000", text)
+            return PgError(sqlstate, message(m))
+    sqlstate = next((code for cls, code in _DUCKDB_DEFAULT_SQLSTATE if isinstance(e, cls)), "XX000")
+    return PgError(sqlstate, text)
 
 
 # ---------------------------------------------------------------------------------------------

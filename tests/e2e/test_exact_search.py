@@ -120,3 +120,11 @@ def test_vector_column_without_dimension(conn, table_name):
     conn.execute(f"INSERT INTO {t} VALUES (4, '[1,2,3]')")
     with pytest.raises(psycopg.errors.DataException, match="different vector dimensions"):
         conn.execute(f"SELECT id FROM {t} ORDER BY e <-> '[0.1,0.1]' LIMIT 3")
+
+
+@pytest.mark.pg_compatible
+def test_dimension_mismatch_in_expressions(conn):
+    import psycopg
+
+    with pytest.raises(psycopg.errors.DataException, match="different vector dimensions 2 and 3"):
+        conn.execute("SELECT '[1,2]'::vector <-> '[1,2,3]'::vector")
