@@ -344,6 +344,33 @@ class Session:
                                    f"but prepared statement requires {expected}")
         return Execution(self, statement.statement, statement.client_oids, params, extended=True)
 
+    def bind_many(self, statement: PreparedStatement, params: Sequence[Sequence[Any]]) -> list[str] | None:
+        """A pipelined executemany of a one-row INSERT ... VALUES: one insert of all the rows.
+
+        Declines (None, nothing changed) for anything else or on any error, so that wire runs the
+        messages one at a time and the error is reported where PostgreSQL reports it."""
+        from planner.plan import Insert
+
+        st = statement.statement
+        if st is None or self.failed or self.cancelled.is_set():
+            return None
+        try:
+            plan = self.plan_for(st, statement.client_oids)
+        except Exception:  # noqa: BLE001 - the one-at-a-time path reports it
+            return None
+        if not (isinstance(plan, Insert) and plan.rows is not None and len(plan.rows) == 1
+                and plan.returning is None and not plan.on_conflict_do_nothing):
+            return None
+        started = self.txn is None
+        self.begin_implicit()
+        try:
+            X.insert_param_sets(plan, self._context(()), params)
+        except Exception:  # noqa: BLE001 - nothing was written; see the docstring
+            if started and self.implicit:
+                self.txn, self.implicit = None, False
+            return None
+        return ["INSERT 0 1"] * len(params)
+
     def simple_query(self, sql: str) -> Sequence[Execution]:
         statements = self.guarded(lambda: self.engine.parse(sql))
         many = len(statements) > 1

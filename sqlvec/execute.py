@@ -441,26 +441,56 @@ def _default_values(ctx: StatementContext, schema: TableSchema, col: Any, n: int
     return coerce.coerce(value, col.type, column=col.name)
 
 
+def _is_default(e: exp.Expr) -> bool:
+    return isinstance(e, exp.Var) and e.name.upper() == "DEFAULT"
+
+
+def _constant_rows(plan: Insert, schema: TableSchema, param_sets: Sequence[Sequence[Any]]
+                   ) -> tuple[dict[str, pa.Array], dict[str, np.ndarray], int]:
+    """VALUES rows of constants and parameters, for each parameter set, as column arrays.
+
+    Raises ValueError when an item is an expression (DuckDB evaluates those)."""
+    assert plan.rows is not None
+    rows = plan.rows
+    n = len(rows) * len(param_sets)
+    arrays: dict[str, pa.Array] = {}
+    defaults: dict[str, np.ndarray] = {}
+    for j, col in enumerate(plan.columns):
+        items = [row[j] if j < len(row) else exp.Var(this="DEFAULT") for row in rows]
+        is_default = np.array([_is_default(e) for e in items] * len(param_sets), dtype=bool)
+        values = [None if _is_default(e) else constant_value(e, params) for params in param_sets for e in items]
+        arrays[col] = coerce.from_python(values, schema.column(col).type)  # type: ignore[union-attr]
+        if is_default.any():
+            defaults[col] = is_default
+    return arrays, defaults, n
+
+
+def insert_param_sets(plan: Insert, ctx: StatementContext, param_sets: Sequence[Sequence[Any]]) -> int:
+    """One INSERT ... VALUES run for many parameter sets at once (a pipelined executemany).
+
+    Everything is checked before anything is written: on an error nothing has changed."""
+    schema = ctx.schema(plan.table)
+    arrays, defaults, n = _constant_rows(plan, schema, param_sets)
+    data = build_rows(ctx, schema, plan.columns, arrays, n, defaults)
+    _write_rows(ctx, schema, data)
+    return data.num_rows
+
+
+def _write_rows(ctx: StatementContext, schema: TableSchema, data: pa.Table) -> None:
+    if data.num_rows and ctx.txn is not None:
+        keys = check_keys_in_transaction(ctx, schema, data) if schema.primary_key else None
+        ctx.txn.insert(schema.name, data, keys)
+    elif data.num_rows:
+        commit_or_buffer(ctx, [InsertOp(schema.name, data)])
+
+
 def run_insert(plan: Insert, ctx: StatementContext) -> Result:
     schema = ctx.schema(plan.table)
     arrays: dict[str, pa.Array] = {}
     defaults: dict[str, np.ndarray] = {}
     if plan.rows is not None:
-        n = len(plan.rows)
         try:
-            for j, col in enumerate(plan.columns):
-                values = []
-                is_default = np.zeros(n, bool)
-                for i, row in enumerate(plan.rows):
-                    if j >= len(row) or (isinstance(row[j], exp.Var) and row[j].name.upper() == "DEFAULT"):
-                        is_default[i] = True
-                        values.append(None)
-                    else:
-                        values.append(constant_value(row[j], ctx.params))
-                ctype = schema.column(col).type  # type: ignore[union-attr]
-                arrays[col] = coerce.from_python(values, ctype)
-                if is_default.any():
-                    defaults[col] = is_default
+            arrays, defaults, n = _constant_rows(plan, schema, [ctx.params])
         except ValueError:  # expressions: evaluate the VALUES list in DuckDB
             arrays, defaults, n = _values_by_duckdb(plan, ctx, schema)
     else:
@@ -474,11 +504,7 @@ def run_insert(plan: Insert, ctx: StatementContext) -> Result:
     data = build_rows(ctx, schema, plan.columns, arrays, n, defaults)
     if plan.on_conflict_do_nothing and schema.primary_key:
         data = _drop_conflicts(ctx, schema, data)
-    if data.num_rows and ctx.txn is not None:
-        keys = check_keys_in_transaction(ctx, schema, data) if schema.primary_key else None
-        ctx.txn.insert(schema.name, data, keys)
-    elif data.num_rows:
-        commit_or_buffer(ctx, [InsertOp(schema.name, data)])
+    _write_rows(ctx, schema, data)
     rows = None
     if plan.returning is not None:
         inserted = data.append_column(DUCK_ROWID, pa.nulls(data.num_rows, pa.int64()))

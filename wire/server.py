@@ -99,6 +99,13 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"
 
 
+@dataclass
+class _Deferred:
+    """A decoding error met while looking ahead; raised when the message loop reaches it."""
+
+    error: Exception
+
+
 class _Closed(Exception):
     """The client went away (EOF or Terminate)."""
 
@@ -219,6 +226,7 @@ class Connection:
         self.process_id = 0
         self.secret_key = 0
         self.statements: dict[str, _Statement] = {}
+        self._lookahead: list[Any] = []  # messages decoded ahead by the pipelined-Bind batching
         self.portals: dict[str, _Portal] = {}
         self.peer = writer.get_extra_info("peername")
         self._out: list[bytes] = []
@@ -254,6 +262,11 @@ class Connection:
 
     async def receive(self) -> Any:
         """The next whole message; flushes pending output before waiting on the socket."""
+        if self._lookahead:
+            msg = self._lookahead.pop(0)
+            if isinstance(msg, _Deferred):
+                raise msg.error
+            return msg
         while True:
             msg = self.decoder.next_message()
             if msg is not None:
@@ -587,11 +600,81 @@ class Connection:
         self.statements[msg.name] = _Statement(prepared, desc, msg.param_oids)
         self.send(codec.PARSE_COMPLETE)
 
+    def _buffered_bind_run(self, first: Bind) -> tuple[list[tuple[Bind, bool]], int]:
+        """A pipeline's run of Bind [Describe P] Execute(all rows) on the unnamed portal for the same
+        statement, as far as it is already buffered: ((Bind, described) per group, current one first;
+        how many lookahead messages the complete groups span). Everything taken from the decoder is
+        kept, in order, in the lookahead queue."""
+        pending: list[Any] = list(self._lookahead)
+        self._lookahead.clear()
+        taken: list[Any] = []
+
+        def take() -> Any:
+            if pending:
+                msg = pending.pop(0)
+            else:
+                try:
+                    msg = self.decoder.next_message()
+                except Exception as exc:  # noqa: BLE001 - re-raised when receive() reaches it
+                    msg = _Deferred(exc)
+            if msg is not None:
+                taken.append(msg)
+            return msg
+
+        groups: list[tuple[Bind, bool]] = []
+        span = 0
+        bind = first
+        while True:
+            msg = take()
+            described = isinstance(msg, Describe) and msg.kind == "P" and msg.name == ""
+            if described:
+                msg = take()
+            if not (isinstance(msg, Execute) and msg.portal == "" and msg.max_rows == 0):
+                break
+            groups.append((bind, described))
+            span = len(taken)
+            msg = take()
+            if not (isinstance(msg, Bind) and msg.portal == "" and msg.statement == first.statement
+                    and msg.result_formats == first.result_formats and msg.param_formats == first.param_formats):
+                break
+            bind = msg
+        self._lookahead[:0] = taken + pending
+        return groups, span
+
+    async def _bind_batch(self, statement: _Statement, groups: list[tuple[Bind, bool]]) -> bool:
+        """Run a pipelined run of Binds of one row-less statement in one worker call; False if the
+        session declines (then every message goes through the one-at-a-time path)."""
+        bind_many = getattr(self.active_session, "bind_many", None)
+        if bind_many is None:
+            return False
+        oids = statement.param_oids()
+        formats = _param_formats(groups[0][0].param_formats, len(groups[0][0].params))
+        if any(len(b.params) != len(oids) for b, _ in groups):
+            return False
+        tags = await self.call(_bind_many, bind_many, statement.prepared, [b.params for b, _ in groups],
+                               oids, formats)
+        if tags is None:
+            return False
+        previous = self.portals.pop("", None)
+        if previous is not None:
+            await self.call(previous.execution.close)
+        for (_, described), tag in zip(groups, tags, strict=True):
+            self.send(codec.BIND_COMPLETE)
+            if described:
+                self.send(codec.NO_DATA)
+            self.send(codec.encode_command_complete(tag))
+        return True
+
     @_extended_step
     async def _bind(self, msg: Bind) -> None:
         statement = self.statements.get(msg.statement)
         if statement is None:
             raise PgError("26000", f'prepared statement "{msg.statement}" does not exist')
+        if msg.portal == "" and statement.desc.columns is None:
+            groups, span = self._buffered_bind_run(msg)
+            if len(groups) > 1 and await self._bind_batch(statement, groups):
+                del self._lookahead[:span]
+                return
         if msg.portal and msg.portal in self.portals:
             raise PgError("42P03", f'portal "{msg.portal}" already exists')
         oids = statement.param_oids()
@@ -728,6 +811,16 @@ def _shape(execution: Execution) -> _Shape:
     copy_in = execution.copy_in
     return _Shape(None if copy_in is not None else execution.columns, copy_in,
                   execution.copy_in_columns if copy_in is not None else 0)
+
+
+def _bind_many(bind_many: Callable[..., list[str] | None], prepared: PreparedStatement,
+               raws: list[Sequence[bytes | None]], oids: list[int], formats: list[int]) -> list[str] | None:
+    try:
+        params = [[decode_param(data, oid, fmt) for data, oid, fmt in zip(raw, oids, formats, strict=True)]
+                  for raw in raws]
+    except PgError:
+        return None  # the one-at-a-time path reports it with the parameter's position
+    return bind_many(prepared, params)
 
 
 def _prepare(session: Session, sql: str, param_oids: list[int]) -> tuple[PreparedStatement, StatementDesc]:

@@ -140,6 +140,12 @@ class Session(Protocol):
     def bind(self, statement: PreparedStatement, params: Sequence[Any]) -> Execution:
         """Bind: a portal over decoded parameter values. Raises PgError."""
 
+    def bind_many(self, statement: PreparedStatement, params: Sequence[Sequence[Any]]) -> list[str] | None:
+        """Optional. A pipeline's run of Bind/Execute of one row-less statement (psycopg's
+        executemany) in one call: run it once per parameter set and return each command tag, or
+        None to decline (nothing done; wire then binds and executes one by one, so errors are
+        reported at the right message). Must leave no effect when it returns None."""
+
     def simple_query(self, sql: str) -> Sequence[Execution]:
         """Simple Query: one Execution per statement, run in order by wire (fetched in batches).
 
