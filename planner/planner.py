@@ -134,7 +134,26 @@ def _bind_query(
         table.set("this", exp.to_identifier(name, quoted=True))
     _check_columns(ast, scope, statement)
     ast = ast.transform(lambda e: _vector_to_text(e, scope))
+    ast = ast.transform(lambda e: _free_numeric_as_double(e, scope))
     return ast, scope, tuple(used)
+
+
+def _free_numeric_as_double(e: exp.Expr, scope: Scope) -> exp.Expr:
+    """``numeric`` without precision is stored as its exact text: a bare projection returns that text,
+    anywhere else (arithmetic, comparison, ORDER BY, aggregates) it is a number (DuckDB's DOUBLE)."""
+    if not isinstance(e, exp.Column) or isinstance(e.this, exp.Star):
+        return e
+    ct = scope.column_type(e)
+    if ct is None or ct.name != "numeric" or ct.precision is not None:
+        return e
+    parent = e.parent
+    if isinstance(parent, exp.Select) and e.arg_key == "expressions":
+        return e
+    if isinstance(parent, exp.Alias) and isinstance(parent.parent, exp.Select) and parent.arg_key == "expressions":
+        return e
+    if isinstance(parent, exp.Cast) and parent.to.this in (exp.DType.TEXT, exp.DType.VARCHAR):
+        return e  # its text is the exact value
+    return exp.Cast(this=e.copy(), to=exp.DataType.build("DOUBLE"))
 
 
 def _is_vector(e: exp.Expr, scope: Scope) -> bool:

@@ -45,6 +45,8 @@ def from_python(values: list[Any], ctype: ColumnType) -> pa.Array:
     """Bound parameters / literals for one column -> an Arrow array of ``ctype``'s stored type."""
     if ctype.name == "vector":
         return _vector_from_python(values, ctype)
+    if ctype.name == "numeric" and ctype.precision is None:  # keep each value's own scale: '1.50' stays
+        values = [None if v is None else _as_text(v) for v in values]
     kinds = {type(v) for v in values if v is not None}
     if not kinds:
         return pa.nulls(len(values), ctype.arrow())

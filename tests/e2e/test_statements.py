@@ -257,3 +257,16 @@ def test_executemany_with_identity_defaults_and_returning(conn, table_name):
     assert conn.execute(f"SELECT count(*), min(id), max(id) FROM {t}").fetchone() == (305, 1, 305)
     assert conn.execute(f"SELECT name, e::text FROM {t} WHERE id = 300").fetchone() == ("n299", "[299,299]")
     assert conn.execute(f"SELECT count(*) FROM {t} WHERE name = 'x'").fetchone() == (3,)
+
+
+@pytest.mark.pg_compatible
+def test_numeric_without_precision_keeps_its_text_and_computes(conn, table_name):
+    t = table_name
+    conn.execute(f"CREATE TABLE {t} (id int PRIMARY KEY, m numeric)")
+    conn.execute(f"INSERT INTO {t} VALUES (1, 1.50), (2, 12345678901234567890.123), (3, 9.5)")
+    cur = conn.cursor()
+    cur.execute(f"SELECT m::text FROM {t} ORDER BY id")
+    assert [r[0] for r in cur.fetchall()] == ["1.50", "12345678901234567890.123", "9.5"]
+    assert conn.execute(f"SELECT id FROM {t} ORDER BY m").fetchall() == [(1,), (3,), (2,)]
+    assert conn.execute(f"SELECT id FROM {t} WHERE m > 2 ORDER BY id").fetchall() == [(2,), (3,)]
+    assert float(conn.execute(f"SELECT sum(m) FROM {t} WHERE m < 10").fetchone()[0]) == 11.0
