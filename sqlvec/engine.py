@@ -416,7 +416,7 @@ class Session:
         if self.failed and not (st.utility and st.utility.kind in ("commit", "rollback")) and not (
             st.ast is not None and isinstance(st.ast, (exp.Commit, exp.Rollback))
         ):
-            raise PgError("25P02", "current transaction is aborted, commands ignored until end of transaction block")
+            raise _aborted()
 
     def plan_for(self, st: parser.Statement, oids: Sequence[int]) -> Plan:
         snapshot_catalog = self.engine.store.catalog
@@ -460,7 +460,8 @@ class Session:
             limited = plan.ast.copy()
             if isinstance(limited, exp.Select):
                 limited = limited.limit(0)
-            rows = ctx.run_sql(_with_views(ctx, plan, limited))
+            ctx.register_tables(plan)
+            rows = ctx.run_sql(limited)
             return describe(rows.schema, plan.names, plan.column_types)
         returning = getattr(plan, "returning", None)
         if returning is not None:
@@ -481,12 +482,9 @@ class Session:
         return X.execute(plan, ctx)
 
     def run_copy(self, plan: CopyFrom, data: bytes) -> int:
-        self._check_failed_plan()
-        return X.copy_rows(plan, self._context(()), data)
-
-    def _check_failed_plan(self) -> None:
         if self.failed:
-            raise PgError("25P02", "current transaction is aborted, commands ignored until end of transaction block")
+            raise _aborted()
+        return X.copy_rows(plan, self._context(()), data)
 
     # -- utility statements -------------------------------------------------------------------------
 
@@ -602,6 +600,10 @@ class Session:
         return X.Result(None, "DROP EXTENSION")
 
 
+def _aborted() -> PgError:
+    return PgError("25P02", "current transaction is aborted, commands ignored until end of transaction block")
+
+
 def _split_values(text: str) -> list[str]:
     out, cur, quoted = [], "", False
     for ch in text:
@@ -615,8 +617,3 @@ def _split_values(text: str) -> list[str]:
     out.append(cur)
     return out
 
-
-def _with_views(ctx: X.StatementContext, plan: Any, ast: exp.Expr) -> exp.Expr:
-    for name in plan.tables:
-        ctx.con.register(name, ctx.table(name))
-    return ast

@@ -125,12 +125,16 @@ class StatementContext:
 
     # -- DuckDB ---------------------------------------------------------------------------------
 
-    def run_query(self, q: Query, views: dict[str, pa.Table] | None = None) -> pa.Table:
+    def register_tables(self, q: Query, views: dict[str, pa.Table] | None = None) -> None:
+        """Make the query's tables visible to DuckDB: the snapshot's rows, or the given ``views``."""
         for name in q.tables:
             if views is None or name not in views:
                 self.con.register(name, self.table(name, with_rowid=q.uses_rowid))
         for name, t in (views or {}).items():
             self.con.register(name, t)
+
+    def run_query(self, q: Query, views: dict[str, pa.Table] | None = None) -> pa.Table:
+        self.register_tables(q, views)
         return self.run_sql(q.ast)
 
     def run_sql(self, ast: exp.Expr) -> pa.Table:
