@@ -59,7 +59,11 @@ def from_python(values: list[Any], ctype: ColumnType) -> pa.Array:
         values = [None if v is None else json.dumps(v) for v in values]
     try:
         arr = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+    except OverflowError:
+        if kinds <= {int, bool} and ctype.name in _RANGE_NAME:
+            raise PgError("22003", f"{_RANGE_NAME[ctype.name]} out of range") from None
+        arr = pa.array([None if v is None else _as_text(v) for v in values], pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
         arr = pa.array([None if v is None else _as_text(v) for v in values], pa.string())
     return coerce(arr, ctype)
 
@@ -268,8 +272,8 @@ def _parse_one_vector(text: str) -> np.ndarray:
     _check_finite(values)
     with np.errstate(over="ignore"):
         out = values.astype(np.float32)
-    if np.isinf(out).any():
-        raise PgError("22003", f'"{values[np.isinf(out)][0]:g}" is out of range for type real')
+    if np.isinf(out).any():  # beyond float32: pgvector reads it as infinity
+        raise PgError("22000", "infinite value not allowed in vector")
     return out
 
 
@@ -373,9 +377,8 @@ def parse_vector_text(arr: pa.StringArray, ctype: ColumnType) -> pa.Array:
         raise PgError("22000", "infinite value not allowed in vector")
     with np.errstate(over="ignore"):
         flat = flat64.astype(np.float32)
-    if np.isinf(flat).any():
-        bad_value = flat64[np.isinf(flat)][0]
-        raise PgError("22003", f'"{bad_value:g}" is out of range for type real')
+    if np.isinf(flat).any():  # beyond float32: pgvector reads it as infinity
+        raise PgError("22000", "infinite value not allowed in vector")
     if ctype.dim is None:
         return pa.ListArray.from_arrays(_offsets(lengths, valid_np), pa.array(flat), mask=pa.array(~valid_np))
     if not valid_np.all():

@@ -93,3 +93,35 @@ def test_syntax_error_position(conn, sql, near, position):
         conn.execute(sql)
     assert e.value.diag.message_primary == f'syntax error at or near "{near}"'
     assert int(e.value.diag.statement_position) == position
+
+
+def test_garbled_sql_gets_errors_and_the_server_keeps_serving(conn, items):
+    import random
+
+    rng = random.Random(7)
+    fragments = ["SELECT", "FROM", items, "WHERE", "e", "<->", "'[1,2,3]'", "ORDER BY", "LIMIT", "(", ")", ",",
+                 "$1", "::vector", "'", '"', "1e999", "-", "NULL", "INSERT INTO", "VALUES", ";", "DROP", "\\x00",
+                 "jsonb", "->>", "'{\"a\":1}'", "9" * 400, "é", "BEGIN", "COMMIT", "COPY", "CREATE TABLE"]
+    for _ in range(300):
+        sql = " ".join(rng.choice(fragments) for _ in range(rng.randint(1, 12))).replace("\\x00", "")
+        if "DROP" in sql or "COMMIT" in sql or "BEGIN" in sql or "COPY" in sql:
+            continue
+        try:
+            conn.execute(sql)
+        except psycopg.Error as e:
+            assert e.sqlstate and e.sqlstate != "XX000", (sql, e.sqlstate, str(e))
+    assert conn.execute(f"SELECT id, e::text FROM {items}").fetchall() == [(1, "[1,2,3]")]
+
+
+@pytest.mark.pg_compatible
+def test_huge_values(conn, items):
+    with pytest.raises(psycopg.errors.DataException, match="infinite value not allowed in vector"):
+        conn.execute(f"INSERT INTO {items} VALUES (2, '[1e39,1,1]')")  # beyond float32
+    with pytest.raises(psycopg.Error) as e:
+        conn.execute(f"INSERT INTO {items} VALUES ({'9' * 400}, '[1,2,3]')")
+    assert e.value.sqlstate in ("22003", "42804")
+    big = "[" + ",".join(["1"] * 16001) + "]"
+    with pytest.raises(psycopg.Error) as e:
+        conn.execute("SELECT %s::vector", [big])
+    assert e.value.sqlstate == "54000"
+    assert conn.execute(f"SELECT count(*) FROM {items}").fetchone() == (1,)
