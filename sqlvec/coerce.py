@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from storage.types import ColumnType
+from wire.copy_text import parse_vector_array
 from wire.session import PgError
 
 DUCKDB_TYPES: dict[str, str] = {
@@ -313,7 +314,7 @@ def _check_finite(flat: np.ndarray) -> None:
 def _vector(arr: pa.Array, ctype: ColumnType) -> pa.Array:
     """Strings '[1,2,3]' or numeric lists -> fixed_size_list<float32, dim> (list<float32> if no dim)."""
     if _is_string(arr.type):
-        return parse_vector_text(arr.cast(pa.string()), ctype)
+        return parse_vector_array(arr, ctype.arrow())
     if pa.types.is_null(arr.type):
         return pa.nulls(len(arr), ctype.arrow())
     if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
@@ -344,45 +345,3 @@ def _is_float(text: str | None) -> bool:
     except (TypeError, ValueError):
         return False
     return True
-
-
-def parse_vector_text(arr: pa.StringArray, ctype: ColumnType) -> pa.Array:
-    """pgvector's text input, vectorised: '[1,2,3]' (spaces allowed around elements)."""
-    s = pc.utf8_trim_whitespace(arr)
-    valid = pc.is_valid(s)
-    well_formed = pc.and_(pc.starts_with(s, "["), pc.ends_with(s, "]"))
-    bad = pc.and_(valid, pc.invert(pc.fill_null(well_formed, False)))
-    if pc.any(bad).as_py():
-        raise PgError("22P02", f'invalid input syntax for type vector: "{pc.filter(arr, bad)[0].as_py()}"',
-                      detail='Vector contents must start with "[" and end with "]".' )
-    inner = pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(s, 1, -1))
-    if pc.any(pc.and_(valid, pc.equal(inner, ""))).as_py():
-        raise PgError("22000", "vector must have at least 1 dimension")
-    parts = pc.split_pattern(inner, ",")
-    lengths = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
-    valid_np = valid.to_numpy(zero_copy_only=False)
-    if valid_np.any():
-        _check_dims(lengths[valid_np].astype(np.int64), ctype.dim)
-    elements = pc.utf8_trim_whitespace(pc.list_flatten(parts))
-    try:
-        values = elements.cast(pa.float64())
-    except pa.ArrowInvalid:
-        # error path only: find the element to name in the message
-        first = next((e for e in elements.to_pylist() if not _is_float(e)), elements[0].as_py())
-        raise PgError("22P02", f'invalid input syntax for type vector: "{first}"') from None
-    flat64 = values.to_numpy(zero_copy_only=False)
-    if np.isnan(flat64).any():
-        raise PgError("22000", "NaN not allowed in vector")
-    if np.isinf(flat64).any():
-        raise PgError("22000", "infinite value not allowed in vector")
-    with np.errstate(over="ignore"):
-        flat = flat64.astype(np.float32)
-    if np.isinf(flat).any():  # beyond float32: pgvector reads it as infinity
-        raise PgError("22000", "infinite value not allowed in vector")
-    if ctype.dim is None:
-        return pa.ListArray.from_arrays(_offsets(lengths, valid_np), pa.array(flat), mask=pa.array(~valid_np))
-    if not valid_np.all():
-        full = np.zeros((len(arr), ctype.dim), np.float32)
-        full[valid_np] = flat.reshape(-1, ctype.dim)
-        flat = full.ravel()
-    return pa.FixedSizeListArray.from_arrays(pa.array(flat), ctype.dim, mask=pa.array(~valid_np))

@@ -291,8 +291,7 @@ def _query_vector(plan: VectorTopK, ctx: StatementContext) -> np.ndarray:
         return None  # type: ignore[return-value]
     if isinstance(v, str):
         from storage.types import ColumnType
-        arr = coerce.parse_vector_text(pa.array([v]), ColumnType("vector"))
-        v = arr.values.to_numpy(zero_copy_only=False)
+        v = coerce.from_python([v], ColumnType("vector")).values.to_numpy(zero_copy_only=False)
     q = np.asarray(v, dtype=np.float32).ravel()
     if plan.dim is not None and len(q) != plan.dim:
         raise PgError("22000", f"different vector dimensions {plan.dim} and {len(q)}")

@@ -510,6 +510,18 @@ def _fixed_vectors_as_csv(t: pa.Array, dim: int) -> np.ndarray | None:
 _BRACKETS_TO_LINES = bytes.maketrans(b"]", b"\n")
 
 
+def parse_vector_array(text: pa.Array, target: pa.DataType) -> pa.Array:
+    """pgvector's text form for a whole array of strings (NULLs allowed) -> ``target``
+    (``fixed_size_list<float32, n>`` or ``list<float32>``). Raises PgError as pgvector would."""
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
+        text = text.cast(pa.string())
+    nulls = text.is_null().to_numpy(zero_copy_only=False)
+    try:
+        return _convert_vector(text, nulls, target)
+    except _Row as e:
+        raise e.error from None
+
+
 def _convert_vector(text: pa.Array, nulls: np.ndarray, target: pa.DataType) -> pa.Array:
     """pgvector's text form, vectorised: trim, check brackets, split on commas, cast float32."""
     n = len(text)
