@@ -35,6 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executemany-rows", type=int, default=20_000, help="rows for the executemany phase")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--server-pid", type=int, default=None, help="pid of the server, to report its RSS")
+    p.add_argument("--system", default="server", help="name of the --dsn server in the output")
+    p.add_argument("--peer", choices=["pgserver"], default=None,
+                   help="also run the workload on PostgreSQL + pgvector started from the pgserver package "
+                        "(the pgref extra), fsync on, and print both side by side with ratios")
 
 
 def _vec(v: np.ndarray) -> str:
@@ -47,14 +51,26 @@ def _emit(record: dict, results: list[dict]) -> None:
 
 
 def _rss_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+    """Resident memory of the server: the process and all its children (PostgreSQL's backends)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+        except OSError:
+            continue
+    return round(total / 1024, 1) if total else None
 
 
 def _progress(label: str, done: int, total: int) -> None:
@@ -71,17 +87,16 @@ def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
         yield start, min(n, start + size)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, dsn: str, pid: int | None, system: str) -> list[dict]:
+    """The workload against one server; returns (and prints as JSON lines) its measurements."""
     import psycopg
 
-    dsn = args.dsn
-    pid = args.server_pid
     rng = np.random.default_rng(args.seed)
     X = rng.standard_normal((args.rows, args.dim)).astype(np.float32)
     texts = [_vec(v) for v in X]
     X = np.array([[float(x) for x in t[1:-1].split(",")] for t in texts], dtype=np.float32)  # as stored
     results: list[dict] = []
-    label = {"dsn": dsn.split(" password=")[0], "rows": args.rows, "dim": args.dim}
+    label = {"system": system, "dsn": dsn.split(" password=")[0], "rows": args.rows, "dim": args.dim}
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("CREATE EXTENSION IF NOT EXISTS vector")
         for t in ("bench_copy", "bench_multi", "bench_many"):
@@ -138,11 +153,30 @@ def run(args: argparse.Namespace) -> int:
             _emit({**label, "phase": "rss_after_queries", "rss_mb": _rss_mb(pid)}, results)
         for t in ("bench_copy", "bench_multi", "bench_many"):
             c.execute(f"DROP TABLE {t}")
-    print("\n| phase | figure |\n| --- | --- |")
+    return results
+
+
+_LABELS = ("system", "dsn", "rows", "dim", "phase")
+
+
+def print_table(results: list[dict]) -> None:
+    """Markdown: one row per (phase, figure), one column per system, and sqlvec / peer when both ran."""
+    systems = list(dict.fromkeys(r["system"] for r in results))
+    figures: dict[tuple[str, str], dict[str, object]] = {}
     for r in results:
-        figure = {k: v for k, v in r.items() if k not in ("dsn", "rows", "dim", "phase")}
-        print(f"| {r['phase']} | {', '.join(f'{k}={v}' for k, v in figure.items())} |")
-    return 0
+        for key, value in r.items():
+            if key not in _LABELS:
+                figures.setdefault((r["phase"], key), {})[r["system"]] = value
+    ratio = len(systems) == 2
+    print("\n| phase | figure | " + " | ".join(systems) + (" | ratio |" if ratio else " |"))
+    print("| --- | --- | " + " | ".join("---" for _ in systems) + (" | --- |" if ratio else " |"))
+    for (phase, key), by_system in figures.items():
+        cells = [str(by_system.get(s, "")) for s in systems]
+        line = f"| {phase} | {key} | " + " | ".join(cells) + " |"
+        if ratio:
+            a, b = (by_system.get(s) for s in systems)
+            line += f" {a / b:.2f} |" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else " |"
+        print(line)
 
 
 def start_local_server(data: str) -> dict:
@@ -168,14 +202,26 @@ def start_local_server(data: str) -> dict:
 
 
 def main_with_local_server(args: argparse.Namespace) -> int:
+    """Run the workload on ``--dsn`` (or a sqlvec server started here), then on ``--peer``, if any."""
     import tempfile
 
+    results: list[dict] = []
     if args.dsn is not None:
-        return run(args)
-    tmp = tempfile.mkdtemp(prefix="sqlvec-bench-")
-    server = start_local_server(os.path.join(tmp, "data"))
-    args.dsn, args.server_pid = server["dsn"], server["pid"]
-    try:
-        return run(args)
-    finally:
-        server["stop"]()
+        results += run(args, args.dsn, args.server_pid, args.system)
+    else:
+        tmp = tempfile.mkdtemp(prefix="sqlvec-bench-")
+        server = start_local_server(os.path.join(tmp, "data"))
+        try:
+            results += run(args, server["dsn"], server["pid"], "sqlvec")
+        finally:
+            server["stop"]()
+    if args.peer == "pgserver":
+        from sqlvec import pgref
+
+        peer = pgref.start(durable=True)  # fsync and synchronous commit on, as sqlvec commits
+        try:
+            results += run(args, peer.dsn, peer.proc.pid, f"pgvector ({peer.version()})")
+        finally:
+            peer.stop()
+    print_table(results)
+    return 0

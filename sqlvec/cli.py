@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure ingest and exact search over the wire",
         description=bench.__doc__,
         epilog="Example: sqlvec bench --rows 100000 --dim 128   (starts its own server)\n"
+               "         sqlvec bench --rows 100000 --dim 128 --peer pgserver   (and PostgreSQL + pgvector)\n"
                "         sqlvec bench --dsn 'host=127.0.0.1 port=5432 user=postgres dbname=postgres'",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -373,8 +373,29 @@ def run_vector_topk(plan: VectorTopK, ctx: StatementContext) -> Result:
         winners = schema.arrow_schema().empty_table()
     winners = winners.append_column(DUCK_ROWID, pa.array(rowids, pa.int64()))
     winners = winners.append_column(DISTANCE, pa.array(dists, pa.float64(), mask=~has_dist))
-    rows = ctx.run_query(plan.projection, {"__topk": winners})
+    rows = _plain_projection(plan.projection, winners)
+    if rows is None:
+        rows = ctx.run_query(plan.projection, {"__topk": winners})
     return Result(rows, "", plan.projection.names, plan.projection.column_types)
+
+
+def _plain_projection(projection: Query, winners: pa.Table) -> pa.Table | None:
+    """Columns and the distance, renamed, straight from the winners (already in result order);
+    None when the select list has any other expression (DuckDB evaluates those)."""
+    select = projection.ast
+    if not isinstance(select, exp.Select) or select.args.get("distinct"):
+        return None
+    columns, names = [], []
+    for e in select.expressions:
+        inner = e.this if isinstance(e, exp.Alias) else e
+        if not isinstance(inner, exp.Column) or isinstance(inner.this, exp.Star):
+            return None
+        name = inner.name if inner.this.quoted else inner.name.lower()
+        if name not in winners.column_names:
+            return None
+        columns.append(winners.column(name))
+        names.append(e.alias if isinstance(e, exp.Alias) else name)
+    return pa.Table.from_arrays(columns, names=names)
 
 
 def _filter_mask(plan: VectorTopK, part: Part, alias: str, ctx: StatementContext) -> np.ndarray:

@@ -4,7 +4,7 @@ Tests that state PostgreSQL behaviour (marked ``pg_compatible``) can run against
 pgvector instead:
 
 - ``SQLVEC_TEST_PG=pgserver``: start a reference PostgreSQL + pgvector from the ``pgserver`` package
-  (the ``pgref`` extra; see tests/pg_reference.py) for the session; every test not marked
+  (the ``pgref`` extra; see sqlvec/pgref.py) for the session; every test not marked
   ``pg_compatible`` is skipped.
 - ``SQLVEC_TEST_DSN``: use an already running server at that connection string.
 """
@@ -119,7 +119,7 @@ def _drain(proc: subprocess.Popen, log) -> None:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if os.environ.get("SQLVEC_TEST_PG") == "pgserver":
-        from tests import pg_reference  # imported lazily: only this mode needs pgserver
+        from sqlvec import pgref as pg_reference  # imported lazily: only this mode needs pgserver
 
         ref = pg_reference.start()
         try:

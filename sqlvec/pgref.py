@@ -1,4 +1,5 @@
-"""A reference PostgreSQL + pgvector server for the ``pg_compatible`` tests, started from ``pgserver``.
+"""A reference PostgreSQL + pgvector server started from ``pgserver``: for the ``pg_compatible`` tests
+and as the peer of ``sqlvec bench --peer pgserver``.
 
 The ``pgserver`` package (the ``pgref`` extra: ``pip install -e '.[pgref]'``) ships PostgreSQL 16 with
 pgvector built in, under ``pgserver/pginstall``. Its own Python API is not used: PostgreSQL refuses to
