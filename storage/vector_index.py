@@ -609,8 +609,9 @@ class HnswIndex(VectorIndex):
 class _IvfIndex(VectorIndex):
     metrics = ("l2", "ip", "cosine")
 
+    @abstractmethod
     def _factory(self, lists: int) -> str:
-        raise NotImplementedError
+        """The faiss index_factory string for this IVF variant with ``lists`` inverted lists."""
 
     def _new_faiss_index(self):
         if self.params.lists < 1:
