@@ -114,6 +114,32 @@ class DropTable(Plan):
 
 
 @dataclass
+class CreateIndex(Plan):
+    """``CREATE INDEX [CONCURRENTLY] [IF NOT EXISTS] name ON table USING method (column opclass) WITH (...)``.
+
+    ``name`` is generated as PostgreSQL does (``<table>_<column>_idx``, numbered when taken) when the
+    statement has none; ``params`` are the checked WITH options with defaults filled in.
+    """
+
+    name: str
+    table: str
+    column: str
+    method: str
+    opclass: str
+    metric: str
+    params: tuple[tuple[str, int | float], ...]
+    if_not_exists: bool
+    concurrently: bool
+
+
+@dataclass
+class DropIndex(Plan):
+    names: list[str]
+    if_exists: bool
+    concurrently: bool
+
+
+@dataclass
 class CopyFrom(Plan):
     table: str
     columns: list[str]

@@ -7,17 +7,22 @@ identifiers fold to lower case; ``public.t`` is ``t``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 from sqlglot import exp
 
+from planner import index_options
 from planner import params as P
+from planner import parse as parse_module
 from planner.errors import SqlError, feature_not_supported, undefined_column
 from planner.parse import Statement
 from planner.plan import (
     CopyFrom,
+    CreateIndex,
     CreateTable,
     Delete,
+    DropIndex,
     DropTable,
     Insert,
     Plan,
@@ -61,8 +66,10 @@ def _position(statement: Statement | None, token: str) -> int | None:
 
 def plan(statement: Statement, catalog: Catalog, client_param_oids: Sequence[int] = ()) -> Plan:
     known = {i + 1: oid for i, oid in enumerate(client_param_oids) if oid}
-    if statement.utility is not None:
-        node: Plan = UtilityPlan(statement.utility)
+    if statement.utility is not None and statement.utility.kind == "drop_index":
+        node: Plan = _plan_drop_index(statement)
+    elif statement.utility is not None:
+        node = UtilityPlan(statement.utility)
     else:
         planner = _PLANNERS.get(type(statement.ast))
         if planner is None:
@@ -383,6 +390,8 @@ def _plan_create(statement: Statement, catalog: Catalog, known: dict[int, int]) 
     ast = statement.ast
     assert isinstance(ast, exp.Create)
     kind = (ast.args.get("kind") or "").upper()
+    if kind == "INDEX":
+        return _plan_create_index(statement, ast, catalog)
     if kind != "TABLE":
         raise feature_not_supported(f"CREATE {kind}")
     schema_node = ast.this
@@ -460,10 +469,83 @@ def _plan_drop(statement: Statement, catalog: Catalog, known: dict[int, int]) ->
     ast = statement.ast
     assert isinstance(ast, exp.Drop)
     kind = (ast.args.get("kind") or "").upper()
+    tables = ast.args.get("tables") or [ast.this]
+    if kind == "INDEX":
+        return DropIndex([table_name(t, statement) for t in tables], bool(ast.args.get("exists")),
+                         bool(ast.args.get("concurrently")))
     if kind != "TABLE":
         raise feature_not_supported(f"DROP {kind}")
-    tables = ast.args.get("tables") or [ast.this]
     return DropTable([table_name(t, statement) for t in tables], bool(ast.args.get("exists")))
+
+
+def _plan_drop_index(statement: Statement) -> Plan:
+    args = statement.utility.args  # type: ignore[union-attr]
+    names = []
+    for item in re.split(r"\s*,\s*", args["names"].strip()):
+        parts = [parse_module.unquote_identifier(p) for p in re.findall(r'"(?:[^"]|"")+"|[^."]+', item)]
+        if len(parts) > 1 and parts[-2] != "public":
+            raise SqlError("42704", f'index "{".".join(parts)}" does not exist')
+        names.append(parts[-1])
+    return DropIndex(names, "ie" in args, "concurrently" in args)
+
+
+def relation_names(catalog: Catalog) -> set[str]:
+    """Tables and indexes share PostgreSQL's relation namespace."""
+    names = set(catalog)
+    for schema in catalog.values():
+        names.update(i.name for i in schema.indexes)
+    return names
+
+
+def _plan_create_index(statement: Statement, ast: exp.Create, catalog: Catalog) -> Plan:
+    index = ast.this
+    params = index.args.get("params")
+    if ast.args.get("unique"):
+        raise feature_not_supported("CREATE UNIQUE INDEX")
+    table_node = index.args.get("table")
+    table = table_name(table_node, statement)
+    schema = catalog.get(table)
+    if schema is None:
+        raise SqlError("42P01", f'relation "{table}" does not exist', position=_position(statement, table_node.name))
+    using = params.args.get("using") if params is not None else None
+    method = index_options.method(using.name.lower() if using is not None else "btree")
+    columns = params.args.get("columns") or []
+    if len(columns) != 1:
+        raise SqlError("0A000", f'access method "{method.name}" does not support multicolumn indexes')
+    item = columns[0].this if isinstance(columns[0], exp.Ordered) else columns[0]
+    opclass = index_options.DEFAULT_OPCLASS
+    if isinstance(item, exp.Opclass):
+        opclass = identifier_name(item.expression.this if isinstance(item.expression, exp.Table) else item.expression)
+        item = item.this
+    if not isinstance(item, exp.Column):
+        raise feature_not_supported("an index on an expression")
+    column = identifier_name(item.this)
+    col = schema.column(column)
+    if col is None:
+        raise SqlError("42703", f'column "{column}" does not exist', position=_position(statement, item.name))
+    metric = index_options.metric_for(method, opclass)
+    if col.type.name != "vector":
+        raise SqlError("42804", f'operator class "{opclass}" does not accept data type {col.type.pg.sql_name}')
+    if col.type.dim is None:
+        raise SqlError("22023", "column does not have dimensions")
+    given: dict[str, str] = {}
+    for prop in params.args.get("with_storage") or []:
+        key = prop.this.name.lower() if isinstance(prop.this, exp.Expr) else str(prop.this).lower()
+        value = prop.args.get("value")
+        given[key] = value.name if isinstance(value, exp.Literal) else value.sql("postgres")
+    options = index_options.check_options(method, given)
+    name_node = index.this
+    if name_node is not None:
+        name = identifier_name(name_node)
+    else:
+        taken = relation_names(catalog)
+        base = f"{table}_{column}_idx"
+        name, n = base, 0
+        while name in taken:
+            n += 1
+            name = f"{base}{n}"
+    return CreateIndex(name, table, column, method.name, opclass, metric, options,
+                       bool(ast.args.get("exists")), bool(ast.args.get("concurrently")))
 
 
 def _plan_copy(statement: Statement, catalog: Catalog, known: dict[int, int]) -> Plan:

@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="require SCRAM-SHA-256 with this password; without it, trust (env SQLVEC_PASSWORD)")
     s.add_argument("--seal-rows", type=int, default=int(_env("SQLVEC_SEAL_ROWS", "100000") or 100000),
                    help="rows per sealed segment (env SQLVEC_SEAL_ROWS)")
+    s.add_argument("--growing-index-rows", type=int,
+                   default=int(_env("SQLVEC_GROWING_INDEX_ROWS", "10000") or 10000),
+                   help="rows in the growing (unsealed) segment from which vector indexes also index it "
+                        "(env SQLVEC_GROWING_INDEX_ROWS)")
     s.add_argument("--no-fsync", action="store_true", default=_env("SQLVEC_NO_FSYNC", "") == "1",
                    help="do not fsync the WAL (unsafe: for benchmarks of the rest) (env SQLVEC_NO_FSYNC=1)")
     s.add_argument("--log-level", default=_env("SQLVEC_LOG_LEVEL", "INFO"),
@@ -81,7 +85,8 @@ def serve(args: argparse.Namespace) -> int:
     from wire.server import WireServer
 
     log = logging.getLogger("sqlvec")
-    store = Store.open(args.data, seal_rows=args.seal_rows, fsync=not args.no_fsync)
+    store = Store.open(args.data, seal_rows=args.seal_rows, fsync=not args.no_fsync,
+                       growing_index_rows=args.growing_index_rows)
     engine = Engine(store)
 
     async def run() -> None:

@@ -9,10 +9,12 @@ by text, client parameter types and catalog version), and settings are read at e
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import duckdb
@@ -28,7 +30,15 @@ from sqlvec import execute as X
 from sqlvec.results import describe
 from sqlvec.settings import SessionSettings, SettingError
 from sqlvec.transaction import Transaction
-from storage import DuplicateKeyError, NoSuchTableError, StorageError, Store, TableExistsError
+from storage import (
+    DuplicateKeyError,
+    IndexExistsError,
+    NoSuchIndexError,
+    NoSuchTableError,
+    StorageError,
+    Store,
+    TableExistsError,
+)
 from wire.session import ColumnDesc, PgError, StartupInfo, StatementDesc
 
 log = logging.getLogger("sqlvec.engine")
@@ -48,8 +58,12 @@ def to_pg_error(e: Exception) -> PgError:
                        detail=f"Key {e.key_repr} already exists.")
     if isinstance(e, NoSuchTableError):
         return PgError("42P01", str(e))
+    if isinstance(e, IndexExistsError):
+        return PgError("42P07", f'relation "{e.index}" already exists')
     if isinstance(e, TableExistsError):
         return PgError("42P07", str(e))
+    if isinstance(e, NoSuchIndexError):
+        return PgError("42704", str(e))
     if isinstance(e, duckdb.Error):
         return X.duckdb_error(e)
     if isinstance(e, StorageError):
@@ -71,6 +85,10 @@ class Engine:
         self.catalog_version = 0
         self.plans_made = 0  # for tests: how often the planner ran
         self.sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+        # Vector search fans out over a table's segments on these threads (faiss and numpy release
+        # the GIL, so one query uses every core).
+        self.search_pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
+                                              thread_name_prefix="sqlvec-search")
 
     def open_session(self, startup: StartupInfo) -> Session:
         session = Session(self, startup)
@@ -81,13 +99,27 @@ class Engine:
         for session in list(self.sessions):
             session.cancel()
 
-    def commit(self, ops: list[object]) -> int:
-        from storage import CreateTable, DropTable
+    def commit(self, ops: list[object], *, wait_indexes: Sequence[tuple[str, str]] = (),
+               cancelled: threading.Event | None = None) -> int:
+        """Commit ``ops``; then, like PostgreSQL's CREATE INDEX, return only once the indexes named in
+        ``wait_indexes`` (table, index) are built for every sealed segment. A cancel ends the wait
+        (57014) but not the build: the index is committed and finishes in the background."""
+        from storage import CreateIndex, CreateTable, DropIndex, DropTable
 
         lsn = self.store.commit(ops)
-        if any(isinstance(op, (CreateTable, DropTable)) for op in ops):
+        if any(isinstance(op, (CreateTable, DropTable, CreateIndex, DropIndex)) for op in ops):
             with self._cache_lock:
                 self.catalog_version += 1
+        for table, index in wait_indexes:
+            while self.store.builds_indexes:
+                try:
+                    if self.store.wait_for_indexes(table, index, timeout=0.1):
+                        break
+                except (NoSuchTableError, NoSuchIndexError):
+                    break  # dropped by another session meanwhile
+                if cancelled is not None and cancelled.is_set():
+                    raise PgError("57014", "canceling statement due to user request",
+                                  detail=f'Index "{index}" is committed and goes on building in the background.')
         return lsn
 
     def parse(self, sql: str) -> list[parser.Statement]:
@@ -259,6 +291,7 @@ class Session:
         self.notices: list[PgError] = []
         self.deallocations: list[str] = []
         self.cancelled = threading.Event()
+        self.last_search = ""  # SHOW sqlvec.last_search: how the last vector top-k of this session ran
         self._first_report = True
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone='UTC'")
@@ -408,7 +441,7 @@ class Session:
         self.settings.end_transaction()
         if commit and txn is not None and txn.ops:
             try:
-                self.engine.commit(txn.storage_ops())
+                self.engine.commit(txn.storage_ops(), wait_indexes=txn.index_builds, cancelled=self.cancelled)
             except Exception as e:  # noqa: BLE001
                 raise to_pg_error(e) from None
 
@@ -425,8 +458,11 @@ class Session:
 
     def _context(self, params: Sequence[Any]) -> X.StatementContext:
         self._sync_settings_table()
-        return X.StatementContext(self.engine, self.engine.store.snapshot(), self.txn, self.con, params,
-                                  self.settings, self.cancelled, self.notices)
+        ctx = X.StatementContext(self.engine, self.engine.store.snapshot(), self.txn, self.con, params,
+                                 self.settings, self.cancelled, self.notices,
+                                 in_block=self.txn is not None and not self.implicit)
+        ctx.session = self
+        return ctx
 
     def _sync_settings_table(self) -> None:
         rows = [(k, v) for k, v in self.settings.values.items()] + list(self.settings.local.items())
@@ -440,7 +476,10 @@ class Session:
     def _describe(self, plan: Plan, oids: list[int]) -> list[ColumnDesc] | None:
         """RowDescription of a prepared statement before it runs: execute with NULL parameters, no rows."""
         if isinstance(plan, UtilityPlan):
-            return [ColumnDesc(plan.utility.args.get("name", "setting").lower(), 25)] if plan.returns_rows else None
+            if not plan.returns_rows:
+                return None
+            result = self._run_utility(plan)  # SHOW: no side effects, and its shape depends on the name
+            return describe(result.rows.schema, result.names, result.column_types)
         if not plan.returns_rows:
             return None
         from planner.plan import CountStar, Query, VectorTopK
@@ -515,7 +554,7 @@ class Session:
         if failed:
             return X.Result(None, "ROLLBACK")
         if txn.ops:
-            self.engine.commit(txn.storage_ops())
+            self.engine.commit(txn.storage_ops(), wait_indexes=txn.index_builds, cancelled=self.cancelled)
         return X.Result(None, "COMMIT")
 
     def _u_rollback(self, args: dict) -> X.Result:
@@ -561,6 +600,10 @@ class Session:
         name = args["name"]
         if name.lower() == "sqlvec.plans_made":  # diagnostic: how often the planner has run in this server
             return X.Result(pa.table({"sqlvec.plans_made": [str(self.engine.plans_made)]}), "SHOW")
+        if name.lower() == "sqlvec.last_search":  # how this session's last vector search ran
+            return X.Result(pa.table({"sqlvec.last_search": [self.last_search]}), "SHOW")
+        if name.lower() == "sqlvec.indexes":
+            return X.Result(index_status_table(self.engine.store), "SHOW")
         if name.upper() == "ALL":
             rows = self.settings.all()
             t = pa.table({"name": [r[0] for r in rows], "setting": [r[1] for r in rows],
@@ -581,6 +624,11 @@ class Session:
         self.deallocations.append(parser.unquote_identifier(name))
         return X.Result(None, "DEALLOCATE")
 
+    def _u_checkpoint(self, args: dict) -> X.Result:
+        """Seal every growing segment into a segment file (indexed in the background) and cut the WAL."""
+        self.engine.store.checkpoint()
+        return X.Result(None, "CHECKPOINT")
+
     def _u_discard(self, args: dict) -> X.Result:
         return X.Result(None, f"DISCARD {args['what'].upper()}")
 
@@ -598,6 +646,26 @@ class Session:
         if not args.get("ie"):
             raise PgError("42704", f'extension "{name}" does not exist')
         return X.Result(None, "DROP EXTENSION")
+
+
+def index_status_table(store: Store) -> pa.Table:
+    """SHOW sqlvec.indexes: each vector index and how far its background builds are."""
+    rows = store.index_status()
+    cols: dict[str, tuple[pa.DataType, Any]] = {
+        "table": (pa.string(), lambda r: r.table),
+        "index": (pa.string(), lambda r: r.index),
+        "method": (pa.string(), lambda r: r.method),
+        "opclass": (pa.string(), lambda r: r.opclass),
+        "params": (pa.string(), lambda r: ", ".join(f"{k}={v}" for k, v in sorted(r.params.items()))),
+        "segments": (pa.int64(), lambda r: r.segments),
+        "segments_indexed": (pa.int64(), lambda r: r.segments_indexed),
+        "rows_indexed": (pa.int64(), lambda r: r.rows_indexed),
+        "growing_rows": (pa.int64(), lambda r: r.growing_rows),
+        "growing_rows_indexed": (pa.int64(), lambda r: r.growing_rows_indexed),
+        "building": (pa.bool_(), lambda r: r.building),
+        "error": (pa.string(), lambda r: r.error),
+    }
+    return pa.table({name: pa.array([get(r) for r in rows], type_) for name, (type_, get) in cols.items()})
 
 
 def _aborted() -> PgError:

@@ -8,6 +8,7 @@ vector top-k runs exact search per segment; writes become storage operations.
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
 import re
 import threading
@@ -25,15 +26,31 @@ from sqlglot import exp
 
 from planner import params as P
 from planner.dialect import SqlVec, SqlVecDuckDB
-from planner.plan import CopyFrom, CountStar, CreateTable, Delete, DropTable, Insert, Plan, Query, VectorTopK
+from planner.plan import (
+    CopyFrom,
+    CountStar,
+    CreateIndex,
+    CreateTable,
+    Delete,
+    DropIndex,
+    DropTable,
+    Insert,
+    Plan,
+    Query,
+    VectorTopK,
+)
+from planner.planner import relation_names
 from sqlvec import coerce
 from sqlvec.transaction import ROWID, Part, Transaction, snapshot_parts
+from storage import CreateIndex as CreateIndexOp
 from storage import CreateTable as CreateOp
 from storage import Delete as DeleteOp
+from storage import DropIndex as DropIndexOp
 from storage import DropTable as DropOp
 from storage import Insert as InsertOp
-from storage import Snapshot, flat
-from storage.types import TableSchema
+from storage import SegmentIndex, Snapshot, flat
+from storage.types import IndexSchema, TableSchema
+from storage.vector_index import SearchParams
 from wire.copy_text import decode_copy_text
 from wire.session import PgError
 
@@ -83,8 +100,10 @@ class StatementContext:
 
     def __init__(self, engine: Engine, snapshot: Snapshot, txn: Transaction | None, con: duckdb.DuckDBPyConnection,
                  params: Sequence[Any], settings: Any, cancelled: threading.Event,
-                 notices: list[PgError] | None = None) -> None:
+                 notices: list[PgError] | None = None, *, in_block: bool = False) -> None:
         self.engine = engine
+        self.in_block = in_block  # inside BEGIN ... COMMIT (not an implicit transaction)
+        self.session: Any = None  # the engine Session running the statement, where there is one
         self.snapshot = snapshot
         self.txn = txn
         self.con = con
@@ -93,6 +112,14 @@ class StatementContext:
         self.cancelled = cancelled
         self.notices = notices if notices is not None else []
         self.catalog = txn.catalog(snapshot.catalog) if txn else snapshot.catalog
+
+    def report_search(self, how: str) -> None:
+        if self.session is not None:
+            self.session.last_search = how
+
+    def search_params(self) -> SearchParams:
+        """Index search settings of the session as the statement runs (SET / SET LOCAL obeyed)."""
+        return self.settings.derived("search_params", _search_params)
 
     def check_cancel(self) -> None:
         if self.cancelled.is_set():
@@ -146,6 +173,21 @@ class StatementContext:
             return rel.to_arrow_table()
         except duckdb.Error as e:
             raise duckdb_error(e) from None
+
+
+_SEARCH_SETTINGS = {  # SearchParams field -> setting
+    "ef_search": "hnsw.ef_search",
+    "probes": "ivfflat.probes",
+    "rerank": "sqlvec.rerank",
+    "exact_below": "sqlvec.exact_below",
+    "leaves_to_search": "scann.leaves_to_search",
+    "reorder": "scann.reorder",
+}
+
+
+def _search_params(settings: Any) -> SearchParams:
+    fields = {f.name for f in dataclasses.fields(SearchParams)}
+    return SearchParams(**{f: int(settings.get(name)) for f, name in _SEARCH_SETTINGS.items() if f in fields})
 
 
 def concat(tables: list[pa.Table]) -> pa.Table:
@@ -319,26 +361,32 @@ def run_vector_topk(plan: VectorTopK, ctx: StatementContext) -> Result:
     parts = ctx.parts(plan.table)
     want = (limit if limit >= 0 else 1 << 62) + offset
     alias = plan.projection.ast.args["from_"].this.alias
-    chosen: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (part index, positions, dists, rowids)
-    null_rows: list[tuple[int, np.ndarray, np.ndarray]] = []
-    for i, part in enumerate(parts):
+    # Filters run in DuckDB on this session's connection, one part at a time (the connection is not
+    # shared between threads); the vector search then fans out over the parts.
+    allowed_masks: list[np.ndarray | None] = []
+    for part in parts:
         ctx.check_cancel()
         allowed = part.live
         if plan.filter is not None:
             mask = _filter_mask(plan, part, alias, ctx)
             allowed = mask if allowed is None else (allowed & mask)
+        allowed_masks.append(allowed)
+    indexes = _usable_indexes(schema, plan) if q is not None and limit >= 0 else []
+    search = _SegmentSearch(plan, ctx, q, want, indexes)
+    if len(parts) > 1 and q is not None:
+        found = list(ctx.engine.search_pool.map(search, parts, allowed_masks))
+    else:
+        found = [search(part, allowed) for part, allowed in zip(parts, allowed_masks)]
+    ctx.report_search(_describe_search([f[3] for f in found]))
+    chosen: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (part index, positions, dists, rowids)
+    null_rows: list[tuple[int, np.ndarray, np.ndarray]] = []
+    for i, (part, (pos, dist, nulls, _)) in enumerate(zip(parts, found)):
         rowids = part.data.column(ROWID).to_numpy()
-        if q is None:  # distance to NULL is NULL for every row
-            vm_valid = np.zeros(part.data.num_rows, bool)
-        else:
-            vm = ctx.engine.vectors.get(part, plan.column, plan.dim or len(q))
-            pos, dist = flat.topk(vm, allowed, q, min(want, part.data.num_rows), plan.metric)
+        if pos is not None:
             chosen.append((i, pos, dist, rowids[pos]))
-            vm_valid = vm.valid
-        nulls = ~vm_valid if allowed is None else (~vm_valid & allowed)
-        if nulls.any():
-            npos = np.flatnonzero(nulls)
-            null_rows.append((i, npos, rowids[npos]))
+        if nulls is not None and len(nulls):
+            null_rows.append((i, nulls, rowids[nulls]))
+    ctx.check_cancel()
     part_idx = np.concatenate([np.full(len(c[1]), c[0]) for c in chosen]) if chosen else np.zeros(0, int)
     positions = np.concatenate([c[1] for c in chosen]) if chosen else np.zeros(0, np.int64)
     dists = np.concatenate([c[2] for c in chosen]) if chosen else np.zeros(0)
@@ -360,11 +408,13 @@ def run_vector_topk(plan: VectorTopK, ctx: StatementContext) -> Result:
     sl = slice(offset, offset + limit if limit >= 0 else None)
     part_idx, positions, dists, rowids, has_dist = (a[sl] for a in (part_idx, positions, dists, rowids, has_dist))
     names = [c.name for c in schema.columns]
-    pieces = []
-    for i in np.unique(part_idx):
-        sel = part_idx == i
-        pieces.append(parts[i].data.select(names).take(pa.array(positions[sel])))
-    if pieces:
+    if len(np.unique(part_idx)) == 1:
+        winners = parts[int(part_idx[0])].data.select(names).take(pa.array(positions))
+    elif len(part_idx):
+        pieces = []
+        for i in np.unique(part_idx):
+            sel = part_idx == i
+            pieces.append(parts[i].data.select(names).take(pa.array(positions[sel])))
         winners = concat(pieces)
         # concat grouped rows by part; restore the merged order
         regroup = np.concatenate([np.flatnonzero(part_idx == i) for i in np.unique(part_idx)])
@@ -377,6 +427,97 @@ def run_vector_topk(plan: VectorTopK, ctx: StatementContext) -> Result:
     if rows is None:
         rows = ctx.run_query(plan.projection, {"__topk": winners})
     return Result(rows, "", plan.projection.names, plan.projection.column_types)
+
+
+def _usable_indexes(schema: TableSchema, plan: VectorTopK) -> list[IndexSchema]:
+    """The table's indexes that can answer this ORDER BY: same column, and an opclass whose operator
+    is the query's (an index built for cosine cannot order by L2 distance)."""
+    return [i for i in schema.indexes if i.column == plan.column and i.metric == plan.metric]
+
+
+class _SegmentSearch:
+    """The k nearest rows of one part: through a ready index of its segment where there is one (and
+    exactly over the rows the index does not cover yet), else exactly. Called from several threads
+    at once (faiss and numpy release the GIL); touches no DuckDB connection."""
+
+    def __init__(self, plan: VectorTopK, ctx: StatementContext, q: np.ndarray | None, want: int,
+                 indexes: list[IndexSchema]) -> None:
+        self.plan = plan
+        self.ctx = ctx
+        self.q = q
+        self.want = want
+        self.indexes = indexes
+        self.params = ctx.search_params() if indexes else None
+
+    def __call__(self, part: Part, allowed: np.ndarray | None
+                 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, tuple]:
+        """(positions, distances, positions of allowed rows whose vector is NULL, how it was searched:
+        ("index", name, method, sealed, rows searched exactly) or ("exact", rows))."""
+        plan, q = self.plan, self.q
+        n = part.data.num_rows
+        if q is None:  # distance to NULL is NULL for every row
+            nulls = np.arange(n) if allowed is None else np.flatnonzero(allowed)
+            return None, None, nulls, ("exact", n)
+        vm = self.ctx.engine.vectors.get(part, plan.column, plan.dim or len(q))
+        k = min(self.want, n)
+        found = self._index(part)
+        if found is None:
+            pos, dist = flat.topk(vm, allowed, q, k, plan.metric)
+            how: tuple = ("exact", n)
+        else:
+            index, handle = found
+            pos, dist = self._indexed(handle, vm, allowed, q, k, n)
+            how = ("index", index.name, index.method, part.segment.sealed,  # type: ignore[union-attr]
+                   n - min(handle.covered, n))
+        nulls = ~vm.valid if allowed is None else (~vm.valid & allowed)
+        return pos, dist, (np.flatnonzero(nulls) if nulls.any() else None), how
+
+    def _index(self, part: Part) -> tuple[IndexSchema, SegmentIndex] | None:
+        if part.segment is None:
+            return None
+        for index in self.indexes:
+            handle = self.ctx.snapshot.segment_index(self.plan.table, index.name, part.segment)
+            if handle is not None and handle.covered > 0:
+                return index, handle
+        return None
+
+    def _indexed(self, handle: SegmentIndex, vm: flat.VectorMatrix, allowed: np.ndarray | None,
+                 q: np.ndarray, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        covered = min(handle.covered, n)
+        head = None if allowed is None else allowed[:covered]
+        matrix = vm.matrix
+        ids, dist = handle.search(q.reshape(1, -1), min(k, covered), self.params, head,
+                                  vectors_for_rerank=lambda rows: matrix[rows])
+        ids, dist = ids[0], dist[0]
+        found = ids >= 0
+        ids, dist = ids[found], dist[found]
+        if covered < n:  # rows appended after the (growing) index was last extended: exact
+            tail = np.zeros(n, bool)
+            tail[covered:] = True if allowed is None else allowed[covered:]
+            tpos, tdist = flat.topk(vm, tail, q, min(k, n - covered), self.plan.metric)
+            ids, dist = np.concatenate([ids, tpos]), np.concatenate([dist, tdist])
+        return ids.astype(np.int64, copy=False), dist
+
+
+def _describe_search(hows: list[tuple]) -> str:
+    """SHOW sqlvec.last_search: e.g. "index items_e_idx (hnsw): 3 sealed, 1 growing; exact: 1 segments
+    (120 rows)" (rows searched exactly include the tail a growing index does not cover yet)."""
+    used: dict[tuple[str, str], list[int]] = {}
+    exact_segments, exact_rows = 0, 0
+    for how in hows:
+        if how[0] == "index":
+            counts = used.setdefault((how[1], how[2]), [0, 0])
+            counts[0 if how[3] else 1] += 1
+            exact_rows += how[4]
+        else:
+            exact_segments += 1
+            exact_rows += how[1]
+    out = []
+    for (name, method), (sealed, growing) in used.items():
+        out.append(f"index {name} ({method}): {sealed} sealed" + (f", {growing} growing" if growing else ""))
+    if exact_segments or exact_rows or not out:
+        out.append(f"exact: {exact_segments} segments ({exact_rows} rows)")
+    return "; ".join(out)
 
 
 def _plain_projection(projection: Query, winners: pa.Table) -> pa.Table | None:
@@ -663,6 +804,8 @@ def run_create_table(plan: CreateTable, ctx: StatementContext) -> Result:
 def run_drop_table(plan: DropTable, ctx: StatementContext) -> Result:
     ops = []
     for name in plan.names:
+        if name not in ctx.catalog and name in relation_names(ctx.catalog):
+            raise PgError("42809", f'"{name}" is not a table', hint="Use DROP INDEX to remove an index.")
         if name not in ctx.catalog:
             if plan.if_exists:
                 ctx.notices.append(PgError("00000", f'table "{name}" does not exist, skipping', severity="NOTICE"))
@@ -674,6 +817,52 @@ def run_drop_table(plan: DropTable, ctx: StatementContext) -> Result:
     return Result(None, "DROP TABLE")
 
 
+def run_create_index(plan: CreateIndex, ctx: StatementContext) -> Result:
+    ctx.schema(plan.table)
+    if plan.name in relation_names(ctx.catalog):
+        if plan.if_not_exists:
+            ctx.notices.append(PgError("42P07", f'relation "{plan.name}" already exists, skipping',
+                                      severity="NOTICE"))
+            return Result(None, "CREATE INDEX")
+        raise PgError("42P07", f'relation "{plan.name}" already exists')
+    if plan.concurrently and ctx.in_block:
+        raise PgError("25001", "CREATE INDEX CONCURRENTLY cannot run inside a transaction block")
+    op = CreateIndexOp(plan.table, IndexSchema(plan.name, plan.column, plan.method, plan.metric, plan.opclass,
+                                               plan.params))
+    if ctx.txn is not None:
+        ctx.txn.create_index(op, wait=not plan.concurrently)
+    else:
+        ctx.engine.commit([op], wait_indexes=[] if plan.concurrently else [(plan.table, plan.name)],
+                          cancelled=ctx.cancelled)
+    return Result(None, "CREATE INDEX")
+
+
+def run_drop_index(plan: DropIndex, ctx: StatementContext) -> Result:
+    if plan.concurrently:
+        if len(plan.names) > 1:
+            raise PgError("0A000", "DROP INDEX CONCURRENTLY does not support dropping multiple objects")
+        if ctx.in_block:
+            raise PgError("25001", "DROP INDEX CONCURRENTLY cannot run inside a transaction block")
+    indexes = {i.name for t in ctx.catalog.values() for i in t.indexes}
+    ops = []
+    for name in plan.names:
+        if name not in indexes:
+            if name in ctx.catalog:
+                raise PgError("42809", f'"{name}" is not an index', hint="Use DROP TABLE to remove a table.")
+            if plan.if_exists:
+                ctx.notices.append(PgError("00000", f'index "{name}" does not exist, skipping', severity="NOTICE"))
+                continue
+            raise PgError("42704", f'index "{name}" does not exist')
+        ops.append(DropIndexOp(name))
+    if ops:
+        if ctx.txn is not None:
+            for op in ops:
+                ctx.txn.drop_index(op)
+        else:
+            ctx.engine.commit(ops)
+    return Result(None, "DROP INDEX")
+
+
 EXECUTORS: dict[type, Callable[[Any, StatementContext], Result]] = {
     Query: run_query,
     CountStar: run_count,
@@ -682,6 +871,8 @@ EXECUTORS: dict[type, Callable[[Any, StatementContext], Result]] = {
     Delete: run_delete,
     CreateTable: run_create_table,
     DropTable: run_drop_table,
+    CreateIndex: run_create_index,
+    DropIndex: run_drop_index,
 }
 
 

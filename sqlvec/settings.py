@@ -6,7 +6,11 @@ dot (``hnsw.ef_search``) are extension settings and may be set freely, as in Pos
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 SERVER_VERSION = "16.4"
 SERVER_VERSION_NUM = "160004"
@@ -21,6 +25,7 @@ class Setting:
     reportable: bool = False  # sent as ParameterStatus at startup and when changed
     settable: bool = True
     description: str = ""
+    int_range: tuple[int, int] | None = None  # an integer setting: its bounds, checked by SET
 
 
 SETTINGS: dict[str, Setting] = {
@@ -58,6 +63,22 @@ SETTINGS: dict[str, Setting] = {
         Setting("row_security", "on"),
         Setting("synchronous_commit", "on"),
         Setting("work_mem", "4MB"),
+        Setting("maintenance_work_mem", "64MB"),
+        Setting("max_parallel_maintenance_workers", "2"),
+        # Vector search settings, read when a query runs (never baked into a cached plan). pgvector's
+        # names and ranges where pgvector has them.
+        Setting("hnsw.ef_search", "40", int_range=(1, 1000),
+                description="HNSW candidate list size of a search; higher finds more true neighbours, slower"),
+        Setting("ivfflat.probes", "1", int_range=(1, 32768),
+                description="inverted lists searched by ivfflat, ivfpq and ivfsq8 indexes"),
+        Setting("sqlvec.rerank", "4", int_range=(1, 1000),
+                description="candidates per result that quantised indexes (ivfpq, ivfsq8, scann) re-rank exactly"),
+        Setting("sqlvec.exact_below", "10000", int_range=(0, 2147483647),
+                description="a filter admitting at most this many rows of a segment searches them exactly"),
+        Setting("scann.leaves_to_search", "0", int_range=(0, 65536),
+                description="partitions a scann index searches (0: automatic)"),
+        Setting("scann.reorder", "0", int_range=(0, 100000),
+                description="candidates a scann index re-orders exactly (0: k * sqlvec.rerank)"),
     )
 }
 
@@ -87,6 +108,8 @@ def check(name: str, value: str) -> str:
         raise SettingError("42704", f'unrecognized configuration parameter "{name}"')
     if not s.settable:
         raise SettingError("55P02", f'parameter "{s.name}" cannot be changed')
+    if s.int_range is not None:
+        return _check_int(s, value)
     if key == "timezone":
         if value.lower() not in _UTC_NAMES:
             raise SettingError("22023", f'invalid value for parameter "TimeZone": "{value}" '
@@ -104,6 +127,17 @@ def check(name: str, value: str) -> str:
     return value
 
 
+def _check_int(s: Setting, value: str) -> str:
+    try:
+        n = int(value.strip())
+    except ValueError:
+        raise SettingError("22023", f'invalid value for parameter "{s.name}": "{value}"') from None
+    low, high = s.int_range  # type: ignore[misc]
+    if not low <= n <= high:
+        raise SettingError("22023", f'{n} is outside the valid range for parameter "{s.name}" ({low} .. {high})')
+    return str(n)
+
+
 class SessionSettings:
     """One session's settings: session values, plus SET LOCAL values until the transaction ends."""
 
@@ -112,6 +146,8 @@ class SessionSettings:
         self.values["session_authorization"] = user
         self.local: dict[str, str] = {}
         self.changed: dict[str, str] = {}
+        self.version = 0  # bumped on every change, so callers can cache what they derive from settings
+        self._derived: dict[str, tuple[int, object]] = {}
         for name, value in startup.items():
             key = name.lower()
             if key in ("user", "database", "replication", "options"):
@@ -120,6 +156,16 @@ class SessionSettings:
                 self.values[key] = check(name, value)
             except SettingError:
                 pass  # PostgreSQL rejects the connection; sqlvec keeps its own value and goes on
+
+    def derived(self, name: str, build: Callable[[SessionSettings], T]) -> T:
+        """``build(self)``, computed again only after a setting changed (per-query settings lookups
+        would otherwise parse strings on every execution of a cached plan)."""
+        hit = self._derived.get(name)
+        if hit is not None and hit[0] == self.version:
+            return hit[1]  # type: ignore[return-value]
+        value = build(self)
+        self._derived[name] = (self.version, value)
+        return value
 
     def get(self, name: str) -> str | None:
         key = name.lower()
@@ -145,6 +191,7 @@ class SessionSettings:
                     self.values[k] = s.default
                     self._note_change(k)
             self.values = {k: v for k, v in self.values.items() if k in SETTINGS}
+            self.version += 1
             return
         s = SETTINGS.get(key)
         if s is None and "." not in key:
@@ -164,6 +211,7 @@ class SessionSettings:
             self._note_change(key)
 
     def _note_change(self, key: str) -> None:
+        self.version += 1
         s = SETTINGS.get(key)
         if s is not None and s.reportable:
             self.changed[s.name] = self.get(key) or ""

@@ -10,13 +10,13 @@ them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from storage import CreateTable, Delete, DropTable, Insert, Snapshot
+from storage import CreateIndex, CreateTable, Delete, DropIndex, DropTable, Insert, SegmentView, Snapshot
 from storage.types import TableSchema
 
 ROWID = "_rowid"
@@ -32,6 +32,7 @@ class Part:
     key: str
     data: pa.Table  # user columns + ROWID
     live: np.ndarray | None
+    segment: SegmentView | None = None  # the stored segment ``data`` is, for its vector indexes
 
     def live_table(self) -> pa.Table:
         if self.live is None:
@@ -77,6 +78,8 @@ class Transaction:
     generation: int = 0
     #: primary keys (as comparable strings) this transaction inserted and has not deleted, per table
     pending_keys: dict[str, set] = field(default_factory=dict)
+    #: (table, index) created by CREATE INDEX without CONCURRENTLY: COMMIT returns once they are built
+    index_builds: list[tuple[str, str]] = field(default_factory=list)
 
     # -- catalog -------------------------------------------------------------------------------
 
@@ -87,11 +90,19 @@ class Transaction:
                 cat[op.schema.name] = op.schema
             elif isinstance(op, DropTable):
                 cat.pop(op.name, None)
+            elif isinstance(op, CreateIndex) and op.table in cat:
+                t = cat[op.table]
+                cat[op.table] = replace(t, indexes=t.indexes + (op.index,))
+            elif isinstance(op, DropIndex):
+                for name, t in cat.items():
+                    if any(i.name == op.name for i in t.indexes):
+                        cat[name] = replace(t, indexes=tuple(i for i in t.indexes if i.name != op.name))
+                        break
         return cat
 
     @property
     def has_ddl(self) -> bool:
-        return any(isinstance(op, (CreateTable, DropTable)) for op in self.ops)
+        return any(isinstance(op, (CreateTable, DropTable, CreateIndex, DropIndex)) for op in self.ops)
 
     def created_here(self, table: str) -> bool:
         created = False
@@ -106,6 +117,17 @@ class Transaction:
 
     def create_table(self, schema: TableSchema) -> None:
         self.ops.append(CreateTable(schema))
+        self.generation += 1
+
+    def create_index(self, op: CreateIndex, *, wait: bool) -> None:
+        self.ops.append(op)
+        if wait:
+            self.index_builds.append((op.table, op.index.name))
+        self.generation += 1
+
+    def drop_index(self, op: DropIndex) -> None:
+        self.ops.append(op)
+        self.index_builds = [b for b in self.index_builds if b[1] != op.name]
         self.generation += 1
 
     def drop_table(self, name: str) -> None:
@@ -176,9 +198,9 @@ class Transaction:
                     hit = np.asarray(pc.is_in(seg.data.column(ROWID), pa.array(gone)))
                     if hit.any():
                         live = (np.ones(seg.data.num_rows, bool) if live is None else live.copy()) & ~hit
-                        parts.append(Part(f"{seg.segment_id}", seg.data, live))
+                        parts.append(Part(f"{seg.segment_id}", seg.data, live, seg))
                         continue
-                parts.append(Part(seg.segment_id, seg.data, live))
+                parts.append(Part(seg.segment_id, seg.data, live, seg))
         for i, op in enumerate(self.ops):
             if isinstance(op, _PendingInsert) and op.table == table and op.data.num_rows:
                 parts.append(Part(f"txn-{id(self)}-{self.generation}-{i}", op.data, None))
@@ -195,4 +217,4 @@ def _table_of(op: object) -> str | None:
 
 def snapshot_parts(snapshot: Snapshot, table: str) -> list[Part]:
     """Parts of a table outside any transaction: the committed snapshot as it is."""
-    return [Part(seg.segment_id, seg.data, seg.live) for seg in snapshot.segments(table)]
+    return [Part(seg.segment_id, seg.data, seg.live, seg) for seg in snapshot.segments(table)]

@@ -1,14 +1,16 @@
-"""The catalog file: every table's schema, the next table OID, and sequence positions.
+"""The catalog file: every table's schema (vector index definitions included), the next OID, and sequence
+positions.
 
 ``<data>/catalog.json``, UTF-8 JSON, replaced atomically (write ``.tmp``, fsync, rename, fsync dir)::
 
     {"format": 1,
      "lsn": 42,             # holds every CREATE/DROP TABLE and sequence reservation up to this LSN
-     "next_oid": 16402,     # OIDs are never reused, even after DROP TABLE
-     "tables": [<TableSchema.to_json()>, ...],
+     "next_oid": 16402,     # of tables and indexes alike; never reused, even after DROP TABLE / INDEX
+     "tables": [<TableSchema.to_json()>, ...],   # "indexes": [<IndexSchema.to_json()>, ...] if any
      "sequences": {"16400": {"id": 64}}}   # table OID -> column -> highest value reserved
 
-It is rewritten after every commit with CREATE/DROP TABLE and at checkpoints; the WAL holds the rest.
+It is rewritten after every commit with CREATE/DROP TABLE or CREATE/DROP INDEX and at checkpoints; the
+WAL holds the rest. Tables written before indexes existed have no "indexes" key, which reads as none.
 """
 
 from __future__ import annotations

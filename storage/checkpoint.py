@@ -1,5 +1,5 @@
 """Moving committed state from the WAL into files: sealing growing segments, writing delete files and
-manifests, writing the catalog, removing dropped tables' folders and stray files.
+manifests, writing the catalog, removing dropped tables' folders, dropped indexes' files and stray files.
 
 Callers hold the writer lock with every queued commit durable, so the writer's state is exactly the
 durable state. The order makes every crash point safe: new files are written and fsynced first, then the
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from .segment import (
     write_arrow_file,
     write_delete_file,
 )
+from .segment_index import parse_index_file_name
 from .table import row_schema, with_sealed
 from .writer import WriterState, table_folder
 
@@ -99,18 +101,41 @@ def checkpoint_table(state: WriterState, name: str, lsn: int, *, seal_rows: int,
     state.tables[name] = with_sealed(table, tuple(sealed), growing, next_segno)
 
 
-def write_catalog(state: WriterState, lsn: int, *, fsync: bool) -> None:
-    """Write catalog.json, then remove the folders of tables it no longer has."""
+Forget = Callable[[Iterable[int], Iterable[tuple[int, int]]], None]
+
+
+def write_catalog(state: WriterState, lsn: int, *, fsync: bool, forget: Forget | None = None) -> None:
+    """Write catalog.json, then remove the folders of tables and the files of indexes it no longer has.
+
+    ``forget(table OIDs, (table OID, index OID) pairs)`` is told first, so that the index builder
+    publishes nothing of theirs once their files are being removed.
+    """
     save_catalog(state.root, state.catalog_file(lsn), fsync=fsync)
     state.catalog_dirty_lsn = None
+    if forget is not None:
+        forget(state.dropped, state.dropped_indexes)
+    for table_oid, index_oid in sorted(state.dropped_indexes):
+        remove_index_files(table_folder(state.root, table_oid), index_oid)
+    state.dropped_indexes.clear()
     for oid in sorted(state.dropped):
         shutil.rmtree(table_folder(state.root, oid), ignore_errors=True)
     state.dropped.clear()
 
 
+def remove_index_files(folder: Path, index_oid: int) -> None:
+    """Remove every file of one index in a table folder (built files and builds in progress)."""
+    try:
+        names = [f for f in folder.iterdir() if f.name.startswith(f"idx-{index_oid}-seg-")]
+    except FileNotFoundError:
+        return
+    for f in names:
+        f.unlink(missing_ok=True)
+
+
 def remove_strays(state: WriterState) -> list[Path]:
-    """Remove what crashes left behind: folders of dropped tables, and segment, delete and temporary
-    files no manifest names. Call only after catalog.json holds every table of ``state``.
+    """Remove what crashes left behind: folders of dropped tables; segment, delete and temporary files no
+    manifest names; index files of indexes the catalog no longer has or of segments the manifest does not
+    name. Call only after catalog.json holds every table of ``state``, before index builds start.
 
     A folder for an OID the catalog never handed out means the catalog is not the one the folders were
     written with: CorruptionError, rather than deleting data.
@@ -130,9 +155,15 @@ def remove_strays(state: WriterState) -> list[Path]:
             continue
         manifest = load_manifest(folder)
         keep = manifest.files() if manifest is not None else {MANIFEST}
+        segnos = {s.segno for s in manifest.segments} if manifest is not None else set()
+        index_oids = {i.oid for i in state.tables[state.names[oid]].schema.indexes}
         for f in folder.iterdir():
-            ours = f.name.startswith("seg-") or f.name.endswith(".tmp")
-            if ours and f.name not in keep:
+            index_file = parse_index_file_name(f.name)
+            if index_file is not None:
+                stray = index_file[0] not in index_oids or index_file[1] not in segnos
+            else:
+                stray = (f.name.startswith("seg-") or f.name.endswith(".tmp")) and f.name not in keep
+            if stray:
                 f.unlink(missing_ok=True)
                 removed.append(f)
     if removed:

@@ -1,5 +1,5 @@
 """Errors raised by storage. Every one subclasses StorageError and says what went wrong in words a person
-can act on; the engine maps them to SQLSTATEs (23505, 42P07, 42P01, 23502, XX001)."""
+can act on; the engine maps them to SQLSTATEs (23505, 42P07, 42P01, 42704, 23502, XX001)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,26 @@ class TableExistsError(StorageError):
     def __init__(self, table: str):
         self.table = table
         super().__init__(f'relation "{table}" already exists')
+
+
+class IndexExistsError(TableExistsError):
+    """CREATE INDEX of a name already used by an index or a table (SQLSTATE 42P07).
+
+    A TableExistsError because PostgreSQL keeps tables and indexes in one relation namespace and reports
+    both clashes the same way; ``index`` is the name.
+    """
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.index = name
+
+
+class NoSuchIndexError(StorageError):
+    """DROP INDEX of a name no index has (SQLSTATE 42704, undefined_object)."""
+
+    def __init__(self, name: str):
+        self.index = name
+        super().__init__(f'index "{name}" does not exist')
 
 
 class NoSuchTableError(StorageError):

@@ -13,8 +13,10 @@ fsync the folder)::
                    "delete_file": "seg-000001.del-40.arrow",   # or null
                    "num_deleted": 3}]}
 
-Segments are listed in row-id order and their row-id ranges do not overlap. Files in the folder that the
-manifest does not name are leftovers of an interrupted seal and are removed when the store opens.
+Segments are listed in row-id order and their row-id ranges do not overlap. Segment, delete and temporary
+files in the folder that the manifest does not name are leftovers of an interrupted seal and are removed
+when the store opens. Vector index files (``idx-<index oid>-seg-<segno>.vidx``, segment_index.py) are not
+listed: they are derived data, kept while the catalog has their index and the manifest their segment.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from .types import TableSchema
+from .types import IndexSchema, TableSchema
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,26 @@ class CreateTable:
 
 @dataclass(frozen=True)
 class DropTable:
-    """Drop a table and, once the commit is durable, its files."""
+    """Drop a table and, once the commit is durable, its files (its indexes' files included)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class CreateIndex:
+    """Create a vector index on ``table``; storage assigns ``index.oid`` (from the table OID counter).
+
+    Only the definition is committed: each sealed segment's index is built afterwards in the background
+    (``Store.wait_for_indexes`` waits for them). Index names share one namespace with table names.
+    """
+
+    table: str
+    index: IndexSchema
+
+
+@dataclass(frozen=True)
+class DropIndex:
+    """Drop the index named ``name`` (whatever its table) and, once the commit is durable, its files."""
 
     name: str
 
@@ -44,4 +63,4 @@ class Delete:
     row_ids: np.ndarray
 
 
-Op = CreateTable | DropTable | Insert | Delete
+Op = CreateTable | DropTable | CreateIndex | DropIndex | Insert | Delete

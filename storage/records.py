@@ -9,7 +9,8 @@ replaying a record needs no decisions and gives the same state. Layout (integers
              4      4  reserved, zero
              8      .  ops, back to back
     op:
-             0      1  kind, uint8: 1 create table, 2 drop table, 3 insert, 4 delete, 5 sequence
+             0      1  kind, uint8: 1 create table, 2 drop table, 3 insert, 4 delete, 5 sequence,
+                           6 create index, 7 drop index
              1      7  reserved, zero
              8      8  table OID, uint64
             16      8  body length in bytes, uint64
@@ -21,6 +22,8 @@ replaying a record needs no decisions and gives the same state. Layout (integers
                       columns in order, then "_rowid" int64 holding the assigned row ids
         delete        row ids, int64, sorted and unique
         sequence      int64 value reserved up to, then the UTF-8 column name
+        create index  UTF-8 JSON of IndexSchema.to_json(), index OID included (the op's OID is the table's)
+        drop index    uint64 index OID, then the UTF-8 index name (the op's OID is the table's)
 """
 
 from __future__ import annotations
@@ -32,16 +35,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from .types import TableSchema
+from .types import IndexSchema, TableSchema
 
 PAYLOAD_HEADER = struct.Struct("<I4x")
 OP_HEADER = struct.Struct("<B7xQQ")
 SEQUENCE_VALUE = struct.Struct("<q")
+INDEX_OID = struct.Struct("<Q")
 assert PAYLOAD_HEADER.size == 8
 assert OP_HEADER.size == 24
 assert SEQUENCE_VALUE.size == 8
+assert INDEX_OID.size == 8
 
 KIND_CREATE, KIND_DROP, KIND_INSERT, KIND_DELETE, KIND_SEQUENCE = 1, 2, 3, 4, 5
+KIND_CREATE_INDEX, KIND_DROP_INDEX = 6, 7
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,23 @@ class SequenceRecord:
     reserved: int  # values up to and including this one may have been handed out
 
 
-Record = CreateRecord | DropRecord | InsertRecord | DeleteRecord | SequenceRecord
+@dataclass(frozen=True)
+class CreateIndexRecord:
+    oid: int  # the table's
+    index: IndexSchema  # OID assigned
+
+
+@dataclass(frozen=True)
+class DropIndexRecord:
+    oid: int  # the table's
+    index_oid: int
+    name: str
+
+
+Record = (CreateRecord | DropRecord | InsertRecord | DeleteRecord | SequenceRecord | CreateIndexRecord
+          | DropIndexRecord)
+# Records that change the catalog (catalog.json holds them up to its LSN; replay skips those).
+CATALOG_RECORDS = (CreateRecord, DropRecord, CreateIndexRecord, DropIndexRecord)
 
 
 def _ipc_stream(data: pa.Table) -> pa.Buffer:
@@ -104,6 +126,10 @@ def encode(records: list[Record]) -> list[bytes | pa.Buffer]:
             kind, body = KIND_DELETE, np.ascontiguousarray(rec.row_ids, dtype="<i8").tobytes()
         elif isinstance(rec, SequenceRecord):
             kind, body = KIND_SEQUENCE, SEQUENCE_VALUE.pack(rec.reserved) + rec.column.encode()
+        elif isinstance(rec, CreateIndexRecord):
+            kind, body = KIND_CREATE_INDEX, json.dumps(rec.index.to_json(), separators=(",", ":")).encode()
+        elif isinstance(rec, DropIndexRecord):
+            kind, body = KIND_DROP_INDEX, INDEX_OID.pack(rec.index_oid) + rec.name.encode()
         else:
             raise TypeError(f"not a WAL record: {rec!r}")
         chunks.append(OP_HEADER.pack(kind, rec.oid, memoryview(body).nbytes))
@@ -136,6 +162,11 @@ def decode(payload: memoryview) -> list[Record]:
         elif kind == KIND_SEQUENCE:
             (value,) = SEQUENCE_VALUE.unpack_from(body, 0)
             out.append(SequenceRecord(oid, bytes(body[SEQUENCE_VALUE.size:]).decode(), value))
+        elif kind == KIND_CREATE_INDEX:
+            out.append(CreateIndexRecord(oid, IndexSchema.from_json(json.loads(bytes(body)))))
+        elif kind == KIND_DROP_INDEX:
+            (index_oid,) = INDEX_OID.unpack_from(body, 0)
+            out.append(DropIndexRecord(oid, index_oid, bytes(body[INDEX_OID.size:]).decode()))
         else:
             raise ValueError(f"unknown op kind {kind} at {off - length - OP_HEADER.size}")
     if off != len(payload):

@@ -55,7 +55,9 @@ class SegmentView:
     """What a snapshot shows of one segment.
 
     ``segment_id`` names immutable data and may be used as a cache key (a growing segment's id changes
-    with every append). ``live`` is None when every row is live.
+    with every append). ``live`` is None when every row is live. ``segno`` is the segment's number in its
+    table; a growing segment's is the number it will be sealed as (the same while it grows; its rows keep
+    their positions), which is what ``Snapshot.segment_index`` keys indexes by.
     """
 
     segment_id: str
@@ -63,6 +65,7 @@ class SegmentView:
     live: np.ndarray | None
     num_live: int
     sealed: bool
+    segno: int = 0
 
     @property
     def num_rows(self) -> int:
@@ -143,7 +146,8 @@ class GrowingSegment:
 
     def view(self, oid: int) -> SegmentView:
         live = None if self.num_live == self.num_rows else self.live_mask()
-        return SegmentView(f"{oid}.g{self.gen}.{self.num_rows}", self.table(), live, self.num_live, False)
+        return SegmentView(f"{oid}.g{self.gen}.{self.num_rows}", self.table(), live, self.num_live, False,
+                           self.gen)
 
 
 @dataclass(frozen=True, eq=False)
@@ -188,7 +192,7 @@ class SealedSegment:
 
     def view(self, oid: int) -> SegmentView:
         live = None if self.num_live == self.num_rows else self.live
-        return SegmentView(f"{oid}.s{self.segno}", self.data, live, self.num_live, True)
+        return SegmentView(f"{oid}.s{self.segno}", self.data, live, self.num_live, True, self.segno)
 
 
 def write_arrow_file(path: Path, data: pa.Table, *, fsync: bool) -> None:

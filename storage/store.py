@@ -10,6 +10,9 @@ Data directory layout::
       tables/<oid>/manifest.json    the table's sealed segments and delete files (manifest.py)
       tables/<oid>/seg-<n>.arrow    a sealed segment: Arrow IPC file, uncompressed, memory-mapped (segment.py)
       tables/<oid>/seg-<n>.del-<lsn>.arrow   the segment's deleted row ids as of that LSN (segment.py)
+      tables/<oid>/idx-<index oid>-seg-<n>.vidx   vector index <index oid> of segment n, built in the
+                                    background, memory-mapped (segment_index.py, vector_index.py)
+      tables/<oid>/*.tmp            a file being written (renamed into place when complete)
 
 Tables are folders by OID, so any table name (case-sensitive, any characters) is safe, and a dropped and
 re-created table never meets its predecessor's files.
@@ -24,6 +27,11 @@ shows durable commits.
 Sealing, catalog writes and WAL truncation run after a commit is durable, under the writer lock with
 every queued commit flushed (checkpoint.py). Recovery loads catalog and manifests, then replays the whole
 WAL idempotently (writer.apply with replay=True).
+
+Vector index definitions are catalog entries (CreateIndex / DropIndex, logged like CREATE TABLE). The
+indexes themselves are derived data built by a background thread outside every store lock
+(index_builds.py): one file per (index, sealed segment), and an in-memory index over a large growing
+segment. They are never in the WAL: a missing file is simply built again.
 """
 
 from __future__ import annotations
@@ -45,9 +53,10 @@ from .catalog import load_catalog
 from .checkpoint import checkpoint_table, remove_strays, write_catalog
 from .durable import fsync_dir
 from .errors import CorruptionError, StorageError
+from .index_builds import IndexService, IndexStatus
 from .manifest import load_manifest
 from .ops import Op
-from .records import CreateRecord, DropRecord, InsertRecord, Record
+from .records import CATALOG_RECORDS, CreateIndexRecord, CreateRecord, InsertRecord, Record
 from .snapshot import Snapshot, Version
 from .types import TableSchema
 from .wal import KIND_COMMIT, WalWriter, recover
@@ -76,11 +85,16 @@ class Store:
     """A data directory opened for reading and writing. Use ``Store.open``."""
 
     def __init__(self, root: Path, *, seal_rows: int, fsync: bool, wal_segment_bytes: int,
-                 checkpoint_wal_bytes: int, _private: bool = False):
+                 checkpoint_wal_bytes: int, build_indexes: bool = True, growing_index_rows: int = 10_000,
+                 index_build_threads: int = 0, _private: bool = False):
         if not _private:
             raise TypeError("use Store.open(path)")
         if seal_rows < 1:
             raise StorageError("seal_rows must be at least 1")
+        if growing_index_rows < 1:
+            raise StorageError("growing_index_rows must be at least 1")
+        if index_build_threads < 0:
+            raise StorageError("index_build_threads must be at least 0")
         self.root = root
         self.seal_rows = seal_rows
         self.fsync = fsync
@@ -100,22 +114,31 @@ class Store:
         self._next_lsn = 1
         self._durable_lsn = 0
         self._version = Version(0, {})
+        self._indexes = IndexService(root, fsync=fsync, enabled=build_indexes,
+                                     growing_index_rows=growing_index_rows, current=lambda: self._version,
+                                     threads=index_build_threads)
 
     # --- opening and closing -------------------------------------------------------------------------
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, seal_rows: int = 100_000, fsync: bool = True,
-             wal_segment_bytes: int = 64 << 20, checkpoint_wal_bytes: int = 256 << 20) -> Store:
+             wal_segment_bytes: int = 64 << 20, checkpoint_wal_bytes: int = 256 << 20,
+             build_indexes: bool = True, growing_index_rows: int = 10_000, index_build_threads: int = 0) -> Store:
         """Open (creating if missing) the data directory at ``path`` and recover it.
 
         ``seal_rows``: rows after which a growing segment is sealed. ``fsync=False`` skips every fsync
         (tests, benchmarks: a crash of the machine may then lose acknowledged commits).
         ``wal_segment_bytes``: size after which a new WAL file is started. ``checkpoint_wal_bytes``: WAL
         size after which every table is checkpointed (small growing segments sealed) so the WAL can be cut.
+        ``build_indexes=False`` builds no vector indexes (index files already there are still used).
+        ``growing_index_rows``: rows a growing segment needs before it gets a growing vector index.
+        ``index_build_threads``: threads one index build uses (0: every core).
         """
         root = Path(path)
         store = cls(root, seal_rows=seal_rows, fsync=fsync, wal_segment_bytes=wal_segment_bytes,
-                    checkpoint_wal_bytes=checkpoint_wal_bytes, _private=True)
+                    checkpoint_wal_bytes=checkpoint_wal_bytes, build_indexes=build_indexes,
+                    growing_index_rows=growing_index_rows, index_build_threads=index_build_threads,
+                    _private=True)
         store._lock_dir()
         try:
             store._recover()
@@ -159,7 +182,7 @@ class Store:
             except Exception as e:
                 raise CorruptionError(rec.path, rec.offset, f"undecodable commit record: {e}") from e
             for op in ops:
-                if isinstance(op, (CreateRecord, DropRecord)) and rec.lsn <= catalog.lsn:
+                if isinstance(op, CATALOG_RECORDS) and rec.lsn <= catalog.lsn:
                     continue
                 state.apply(op, rec.lsn, None, replay=True)
         # The LSN files were written at; a WAL that ends before it has lost files.
@@ -180,9 +203,12 @@ class Store:
             write_catalog(state, last, fsync=self.fsync)
             remove_strays(state)
             self._checkpoint_locked(full=False)
+            self._indexes.start(self._version)
 
     def close(self) -> None:
-        """Flush queued commits and release the directory. Snapshots taken before stay readable."""
+        """Stop index builds, flush queued commits and release the directory. Snapshots taken before stay
+        readable (their vector indexes included)."""
+        self._indexes.stop()
         with self._writer_lock:
             if self._closed:
                 return
@@ -217,7 +243,39 @@ class Store:
 
     def snapshot(self) -> Snapshot:
         """A consistent view of every table after the newest durable commit."""
-        return Snapshot(self._version)
+        return Snapshot(self._version, self._indexes)
+
+    # --- vector indexes ------------------------------------------------------------------------------
+
+    def wait_for_indexes(self, table: str, index: str | None = None, timeout: float | None = None) -> bool:
+        """Block until every sealed segment of ``table`` that exists now has a built (or failed) index file
+        for ``index`` (every index of the table when None). True when done, or when the table or index is
+        dropped meanwhile; False when ``timeout`` seconds pass first, at once when the store was opened
+        with ``build_indexes=False`` and something is missing, and when the store is closed.
+
+        Raises NoSuchTableError / NoSuchIndexError for a name the newest commit does not have.
+        """
+        return self._indexes.wait_for_indexes(table, index, timeout)
+
+    @property
+    def builds_indexes(self) -> bool:
+        """Whether a background builder runs (opened with build_indexes=True and not closed)."""
+        return self._indexes.enabled and not self._closed
+
+    def wait_for_index_builder(self, timeout: float | None = None) -> bool:
+        """Block until the index builder has nothing left to do: every sealed segment's file built (or
+        failed) and every growing index caught up with the newest commit. False on timeout (or when builds
+        are off or the store is closed)."""
+        return self._indexes.wait_idle(timeout)
+
+    def index_status(self) -> list[IndexStatus]:
+        """Build progress of every vector index, as of the newest commit."""
+        return self._indexes.status()
+
+    @property
+    def index_builds(self) -> int:
+        """Segment index files built by this process since the store was opened."""
+        return self._indexes.builds
 
     def lookup_row_ids(self, table: str, keys: pa.Table | pa.RecordBatch) -> np.ndarray:
         """Row id of the live row with each primary key (-1 where none), as of the newest commit queued.
@@ -281,6 +339,7 @@ class Store:
             if payload is None:
                 target = lsn - 1
                 maintain = False
+                wake_builder = False
             else:
                 self._next_lsn = target = lsn
                 self._next_lsn += 1
@@ -288,6 +347,7 @@ class Store:
                 with self._cond:
                     self._queue.append(queued)
                 maintain = self._wants_checkpoint(recs)
+                wake_builder = self._wakes_index_builder(recs)
         if payload is None:
             self._wait_durable(target)
         else:
@@ -300,11 +360,27 @@ class Store:
             except Exception:
                 # The commit is durable in the WAL; the checkpoint is retried after the next commit.
                 log.exception("checkpoint after commit %d failed", target)
+        if wake_builder:
+            self._indexes.notify()
         return target
+
+    def _wakes_index_builder(self, recs: list[Record]) -> bool:
+        """Whether a commit gives the index builder work: a new index, or rows that make a growing segment
+        big enough for a growing index."""
+        for r in recs:
+            if isinstance(r, CreateIndexRecord) or (isinstance(r, CreateRecord) and r.schema.indexes):
+                return True
+            if isinstance(r, InsertRecord):
+                name = self._state.names.get(r.oid)
+                table = self._state.tables[name] if name is not None else None
+                if (table is not None and table.schema.indexes
+                        and table.growing.num_rows >= self._indexes.growing_index_rows):
+                    return True
+        return False
 
     def _wants_checkpoint(self, recs: list[Record]) -> bool:
         for r in recs:
-            if isinstance(r, (CreateRecord, DropRecord)):
+            if isinstance(r, CATALOG_RECORDS):
                 return True
             if isinstance(r, InsertRecord):
                 name = self._state.names.get(r.oid)
@@ -386,22 +462,27 @@ class Store:
         self._wait_durable(self._next_lsn - 1)
         lsn = self._durable_lsn
         state = self._state
-        if state.catalog_dirty_lsn is not None or state.dropped:
-            write_catalog(state, lsn, fsync=self.fsync)
+        forget = self._indexes.forget
+        if state.catalog_dirty_lsn is not None or state.dropped or state.dropped_indexes:
+            write_catalog(state, lsn, fsync=self.fsync, forget=forget)
+        sealed = False
         for name in list(state.tables):
             table = state.tables[name]
             seal = table.growing.num_rows >= self.seal_rows or (full and table.growing.num_rows > 0)
             if seal or (full and table.deletes_lsn is not None):
                 checkpoint_table(state, name, lsn, seal_rows=self.seal_rows, seal_growing=seal,
                                  fsync=self.fsync)
+                sealed |= seal and bool(table.schema.indexes)
         if full and state.catalog_dirty_lsn is not None:
-            write_catalog(state, lsn, fsync=self.fsync)
+            write_catalog(state, lsn, fsync=self.fsync, forget=forget)
         cutoff = state.wal_cutoff(self._next_lsn)
         if cutoff == self._next_lsn:
             self._wal.rotate(self._next_lsn)  # everything is in files: let the current WAL file go too
         self._wal.remove_before(cutoff)
         with self._cond:
             self._version = Version(lsn, dict(state.tables))
+        if sealed:
+            self._indexes.notify()
 
     # --- sequences -----------------------------------------------------------------------------------
 

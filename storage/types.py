@@ -182,17 +182,62 @@ class ColumnSchema:
                    d.get("default"), d.get("identity"))
 
 
+IndexParam = int | float | str
+
+
+@dataclass(frozen=True)
+class IndexSchema:
+    """A vector index on one ``vector(n)`` column (``CREATE INDEX name ON t USING method (column opclass)``).
+
+    ``method`` is a storage.vector_index method (hnsw, ivfflat, ivfpq, ivfsq8, flat, ...); ``metric`` the
+    distance its operator class orders by (l2, ip, cosine, l1); ``opclass`` the operator class as the user
+    wrote it (vector_l2_ops), kept for the catalogs clients read. ``params`` are the build settings
+    (``WITH (m = 16)``) as sorted (name, value) pairs, named like the fields of the method's ``*Params``
+    dataclass; unnamed settings take that dataclass's defaults. ``oid`` is assigned by storage, from the
+    same counter as table OIDs (PostgreSQL's relations share one OID space and one namespace).
+    """
+
+    name: str
+    column: str
+    method: str
+    metric: str
+    opclass: str
+    params: tuple[tuple[str, IndexParam], ...] = ()
+    oid: int = 0
+
+    @property
+    def params_dict(self) -> dict[str, IndexParam]:
+        return dict(self.params)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "column": self.column, "method": self.method, "metric": self.metric,
+                "opclass": self.opclass, "params": dict(self.params), "oid": self.oid}
+
+    @classmethod
+    def from_json(cls, d: dict) -> IndexSchema:
+        return cls(d["name"], d["column"], d["method"], d["metric"], d.get("opclass", ""),
+                   tuple(sorted(d.get("params", {}).items())), d.get("oid", 0))
+
+
 @dataclass(frozen=True)
 class TableSchema:
-    """A table: its columns in order and its primary key (column names, possibly empty).
+    """A table: its columns in order, its primary key (column names, possibly empty) and its vector
+    indexes.
 
-    ``oid`` is assigned by the catalog when the table is created.
+    ``oid`` is assigned by the catalog when the table is created, each index's when it is created.
     """
 
     name: str
     columns: tuple[ColumnSchema, ...]
     primary_key: tuple[str, ...] = ()
     oid: int = 0
+    indexes: tuple[IndexSchema, ...] = ()
+
+    def index(self, name: str) -> IndexSchema | None:
+        for i in self.indexes:
+            if i.name == name:
+                return i
+        return None
 
     def column(self, name: str) -> ColumnSchema | None:
         for c in self.columns:
@@ -205,10 +250,14 @@ class TableSchema:
         return pa.schema([pa.field(c.name, c.type.arrow(), nullable=not c.not_null) for c in self.columns])
 
     def to_json(self) -> dict:
-        return {"name": self.name, "columns": [c.to_json() for c in self.columns],
-                "primary_key": list(self.primary_key), "oid": self.oid}
+        d = {"name": self.name, "columns": [c.to_json() for c in self.columns],
+             "primary_key": list(self.primary_key), "oid": self.oid}
+        if self.indexes:  # absent, not empty, so a table without indexes is stored as before they existed
+            d["indexes"] = [i.to_json() for i in self.indexes]
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> TableSchema:
         return cls(d["name"], tuple(ColumnSchema.from_json(c) for c in d["columns"]),
-                   tuple(d.get("primary_key", ())), d.get("oid", 0))
+                   tuple(d.get("primary_key", ())), d.get("oid", 0),
+                   tuple(IndexSchema.from_json(i) for i in d.get("indexes", ())))

@@ -19,6 +19,8 @@ from .catalog import FIRST_OID, CatalogFile
 from .errors import (
     CorruptionError,
     DuplicateKeyError,
+    IndexExistsError,
+    NoSuchIndexError,
     NoSuchTableError,
     RowNotLiveError,
     StorageError,
@@ -26,12 +28,22 @@ from .errors import (
 )
 from .liverows import LiveRowIds
 from .manifest import load_manifest
-from .ops import CreateTable, Delete, DropTable, Insert, Op
+from .ops import CreateIndex, CreateTable, Delete, DropIndex, DropTable, Insert, Op
 from .pkindex import KeyCodec, PkIndex, first_duplicate
-from .records import CreateRecord, DeleteRecord, DropRecord, InsertRecord, Record, SequenceRecord
+from .records import (
+    CreateIndexRecord,
+    CreateRecord,
+    DeleteRecord,
+    DropIndexRecord,
+    DropRecord,
+    InsertRecord,
+    Record,
+    SequenceRecord,
+)
 from .segment import ROWID, open_sealed
+from .segment_index import index_params, vector_dim
 from .table import TableState, add_row_ids, conform_rows, row_ids_of
-from .types import PG_TYPES, TableSchema
+from .types import PG_TYPES, IndexSchema, TableSchema
 
 Undo = list[Callable[[], None]]
 
@@ -57,6 +69,8 @@ class WriterState:
         self.next_oid = FIRST_OID
         self.catalog_dirty_lsn: int | None = None  # oldest catalog change not in catalog.json
         self.dropped: set[int] = set()  # OIDs of dropped tables whose folders are still to be removed
+        # (table OID, index OID) of dropped indexes whose files are still to be removed
+        self.dropped_indexes: set[tuple[int, int]] = set()
 
     # --- loading -------------------------------------------------------------------------------------
 
@@ -118,6 +132,13 @@ class WriterState:
         except (KeyError, TypeError):
             raise NoSuchTableError(str(name)) from None
 
+    def index_owner(self, name: str) -> TableState | None:
+        """The table that has an index called ``name``, if any (indexes are few: a scan is fine)."""
+        for state in self.tables.values():
+            if state.schema.index(name) is not None:
+                return state
+        return None
+
     def wal_cutoff(self, next_lsn: int) -> int:
         """WAL records before this LSN are no longer needed for recovery."""
         lsns = [t.dirty_lsn for t in self.tables.values() if t.dirty_lsn is not None]
@@ -140,6 +161,16 @@ class WriterState:
             recs = [CreateRecord(self._check_new_table(op.schema))]
         elif isinstance(op, DropTable):
             recs = [DropRecord(self.table(op.name).oid, op.name)]
+        elif isinstance(op, CreateIndex):
+            state = self.table(op.table)
+            recs = [CreateIndexRecord(state.oid, self._check_new_index(state.schema, op.index, self.next_oid))]
+        elif isinstance(op, DropIndex):
+            owner = self.index_owner(op.name) if isinstance(op.name, str) else None
+            if owner is None:
+                raise NoSuchIndexError(str(op.name))
+            index = owner.schema.index(op.name)
+            assert index is not None
+            recs = [DropIndexRecord(owner.oid, index.oid, index.name)]
         else:
             raise StorageError(f"not a storage op: {op!r}")
         for rec in recs:
@@ -149,7 +180,7 @@ class WriterState:
     def _check_new_table(self, schema: TableSchema) -> TableSchema:
         if not isinstance(schema, TableSchema) or not isinstance(schema.name, str) or not schema.name:
             raise StorageError(f"CreateTable needs a TableSchema with a name, not {schema!r}")
-        if schema.name in self.tables:
+        if schema.name in self.tables or self.index_owner(schema.name) is not None:
             raise TableExistsError(schema.name)
         names = [c.name for c in schema.columns]
         if len(set(names)) != len(names):
@@ -165,11 +196,38 @@ class WriterState:
             raise StorageError(f'primary key of "{schema.name}" names a column more than once')
         # PostgreSQL makes primary-key columns NOT NULL.
         columns = tuple(replace(c, not_null=True) if c.name in pk else c for c in schema.columns)
-        schema = replace(schema, columns=columns, primary_key=pk, oid=self.next_oid)
+        given = schema.indexes
+        schema = replace(schema, columns=columns, primary_key=pk, oid=self.next_oid, indexes=())
         if pk:
             KeyCodec(schema)  # checks the key's columns exist and have usable types
         schema.arrow_schema()
+        # Indexes given with the table are created with it, their OIDs following the table's.
+        for index in tuple(given):
+            index = self._check_new_index(schema, index, self.next_oid + 1 + len(schema.indexes))
+            schema = replace(schema, indexes=schema.indexes + (index,))
         return schema
+
+    def _check_new_index(self, table: TableSchema, index: IndexSchema, oid: int) -> IndexSchema:
+        """``index`` checked against ``table`` (and every name in use), with OID ``oid`` and sorted params."""
+        if not isinstance(index, IndexSchema) or not isinstance(index.name, str) or not index.name:
+            raise StorageError(f"CreateIndex needs an IndexSchema with a name, not {index!r}")
+        if (index.name in self.tables or index.name == table.name or self.index_owner(index.name) is not None
+                or table.index(index.name) is not None):
+            raise IndexExistsError(index.name)
+        for what, value in (("column", index.column), ("method", index.method), ("metric", index.metric),
+                            ("opclass", index.opclass)):
+            if not isinstance(value, str):
+                raise StorageError(f"index {what} must be a string, not {value!r}")
+        try:
+            params = tuple(sorted(((str(k), v) for k, v in index.params), key=lambda kv: kv[0]))
+        except (TypeError, ValueError):
+            raise StorageError(f"index params must be (name, value) pairs, not {index.params!r}") from None
+        index = replace(index, params=params, oid=oid)
+        try:
+            index_params(index, vector_dim(table, index.column))
+        except ValueError as e:
+            raise StorageError(f'cannot create index "{index.name}" on "{table.name}": {e}') from None
+        return index
 
     def _resolve_insert(self, op: Insert) -> list[Record]:
         state = self.table(op.table)
@@ -223,7 +281,7 @@ class WriterState:
             self._add_table(rec.schema)
             if undo is not None:
                 undo.append(lambda: self._remove_table(rec.oid))
-            self.next_oid = max(self.next_oid, rec.oid + 1)
+            self.next_oid = max(self.next_oid, rec.oid + 1, *(i.oid + 1 for i in rec.schema.indexes))
             self._catalog_changed(lsn)
             return
         name = self.names.get(rec.oid)
@@ -237,6 +295,10 @@ class WriterState:
             if undo is not None:
                 undo.append(lambda: (self._restore_table(removed), self.dropped.discard(rec.oid)))
             self._catalog_changed(lsn)
+        elif isinstance(rec, CreateIndexRecord):
+            self._apply_create_index(name, rec, lsn, undo, replay)
+        elif isinstance(rec, DropIndexRecord):
+            self._apply_drop_index(name, rec, lsn, undo, replay)
         elif isinstance(rec, InsertRecord):
             self._apply_insert(name, rec, lsn, undo, replay)
         elif isinstance(rec, DeleteRecord):
@@ -250,6 +312,32 @@ class WriterState:
             self._catalog_changed(lsn)
         else:
             raise StorageError(f"not a WAL record: {rec!r}")
+
+    def _apply_create_index(self, name: str, rec: CreateIndexRecord, lsn: int, undo: Undo | None,
+                            replay: bool) -> None:
+        if replay and (rec.index.name in self.tables or self.index_owner(rec.index.name) is not None):
+            raise CorruptionError(self.root / "wal", 0, f'replayed CREATE INDEX "{rec.index.name}" of a '
+                                  "relation that exists")
+        state = self.tables[name]
+        schema = replace(state.schema, indexes=state.schema.indexes + (rec.index,))
+        self._set_table(name, replace(state, schema=schema), undo)
+        self.next_oid = max(self.next_oid, rec.index.oid + 1)
+        self._catalog_changed(lsn)
+
+    def _apply_drop_index(self, name: str, rec: DropIndexRecord, lsn: int, undo: Undo | None,
+                          replay: bool) -> None:
+        state = self.tables[name]
+        kept = tuple(i for i in state.schema.indexes if i.oid != rec.index_oid)
+        if len(kept) == len(state.schema.indexes):
+            if replay:
+                return
+            raise NoSuchIndexError(rec.name)
+        self._set_table(name, replace(state, schema=replace(state.schema, indexes=kept)), undo)
+        key = (rec.oid, rec.index_oid)
+        self.dropped_indexes.add(key)
+        if undo is not None:
+            undo.append(lambda: self.dropped_indexes.discard(key))
+        self._catalog_changed(lsn)
 
     def _remove_table(self, oid: int) -> tuple:
         name = self.names.pop(oid)

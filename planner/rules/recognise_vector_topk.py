@@ -103,6 +103,10 @@ def _expand_stars(expressions: list[exp.Expr], alias: str, schema: TableSchema) 
 
 
 def _resolve_alias(key: exp.Expr, select: exp.Select) -> exp.Expr:
+    """An output-column alias or position (``ORDER BY d``, ``ORDER BY 2``) -> the expression it names."""
+    if isinstance(key, exp.Literal) and key.is_int and 1 <= int(key.this) <= len(select.expressions):
+        e = select.expressions[int(key.this) - 1]
+        return e.this if isinstance(e, exp.Alias) else e
     if isinstance(key, exp.Column) and not key.args.get("table"):
         for e in select.expressions:
             if isinstance(e, exp.Alias) and e.alias == key.name:
