@@ -1,16 +1,45 @@
-"""``sqlvec bench``: ingest and exact-search figures over psycopg against any PostgreSQL DSN.
+"""``sqlvec bench``: ingest, index build and approximate-nearest-neighbour search figures over psycopg,
+against any PostgreSQL DSN that speaks pgvector SQL.
 
-The same run can measure sqlvec and PostgreSQL + pgvector (point ``--dsn`` at each), so figures
-are compared within one run on one machine. Output: one JSON object per measurement on stdout,
-and a markdown table at the end.
+By default it starts its own sqlvec server on a temporary data directory; ``--dsn`` measures a running
+server instead, and ``--peer pgserver`` also measures PostgreSQL + pgvector started from the ``pgserver``
+package, so both are measured in one run, on one machine, on the same data, and printed side by side
+with ratios (first system / second, e.g. sqlvec / pgvector). The servers run one after the other.
 
-Phases (on N x dim random float32 vectors, seeded):
-  copy         COPY ... FROM STDIN (text) rows/s
-  insert_multi multi-row INSERT ... VALUES, ``--batch`` rows per statement, rows/s
-  executemany  psycopg executemany of single-row INSERTs (pipelined), rows/s
-  exact_topk   ORDER BY embedding <-> $1 LIMIT 10, p50/p99 latency in ms, and recall against numpy
-  rss          the server's resident memory after loading (only when --server-pid is given, or for a
-               server started by this command)
+Data (see sqlvec/bench_data.py): deterministic clustered float32 vectors (--rows x --dim, --seed,
+--spread) and query vectors from the same distribution (--queries), or a real embedding set
+(--dataset file.npy); exact top-10 ground truth by numpy, for --metric l2 (<->, vector_l2_ops),
+cosine (<=>, vector_cosine_ops) or ip (<#>, vector_ip_ops).
+
+Phases (--phases, comma-separated; default all), in this order:
+  copy          load the table with COPY ... FROM STDIN (text), rows/s (the table is loaded whenever a later
+                phase needs it; this phase only reports it)
+  insert_multi  multi-row INSERT ... VALUES, --batch rows per statement, rows/s (its own table)
+  executemany   psycopg executemany of single-row INSERTs (pipelined), rows/s (its own table)
+  rss           the server's resident memory after loading (with --server-pid, or for a server started here)
+  exact_topk    the no-index baseline: exact top-10 search, QPS / p50 / p99 / recall per client count
+  index         for each --indexes spec: CHECKPOINT (done once, after loading; sqlvec seals its growing
+                segment, PostgreSQL flushes), then CREATE INDEX with maintenance_work_mem and
+                max_parallel_maintenance_workers set for every core; seconds to build, index size
+  sweep         for each index, each search setting of its sweep, each --clients count: recall@10, QPS,
+                p50 / p99 latency; then DROP INDEX, so each index is measured alone (sweep implies index)
+
+Index specs: hnsw:m=16,ef_construction=64 (default), ivfflat:lists=316, ivfpq:lists=316,m=32,nbits=8,
+ivfsq8:lists=316, scann:leaves=316, flat; ";setting=v1,v2" overrides the sweep, e.g.
+"hnsw:m=16,ef_construction=64;ef_search=20,40,80". Default sweeps: hnsw.ef_search 10..320,
+ivfflat.probes 1..32 (ivfpq and ivfsq8 also with sqlvec.rerank = 4), scann.leaves_to_search 1..32.
+Specs a system cannot build (pgvector has only hnsw and ivfflat) are reported as skipped for it.
+
+Clients (--clients, default 1,4) are separate processes, each with its own connection and session
+settings, running SELECT id FROM t ORDER BY embedding <op> $1 LIMIT 10 prepared, the query vector sent in
+pgvector's text form (--query-format binary: its binary form), over their share of the queries after a
+warm-up; a measurement repeats the queries until --min-time seconds have passed (recall counts the first
+pass). QPS is all queries run over the wall time; p50 / p99 are per-query latencies in ms.
+
+Output: one JSON object per measurement on stdout; at the end markdown tables (load and build figures;
+recall and QPS per index and setting; the best setting per system at --target-recall and QPS at equal
+recall, interpolated along each curve) and a recall-vs-QPS plot (--plot, needs matplotlib). Progress
+bars go to stderr. Benchmarks are not tests: nothing here asserts on time.
 """
 
 from __future__ import annotations
@@ -21,28 +50,74 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
+from sqlvec import bench_ann, bench_data, bench_report
+
+PHASES = ("copy", "insert_multi", "executemany", "rss", "exact_topk", "index", "sweep")
+TABLE = "bench_vectors"
+K = 10
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dsn", default=None, help="PostgreSQL connection string; default: start a sqlvec server "
                                                  "on a temporary data directory")
-    p.add_argument("--rows", type=int, default=100_000, help="rows to load")
-    p.add_argument("--dim", type=int, default=128, help="vector dimension")
-    p.add_argument("--queries", type=int, default=200, help="exact top-10 queries to time")
-    p.add_argument("--batch", type=int, default=1000, help="rows per multi-row INSERT")
-    p.add_argument("--executemany-rows", type=int, default=20_000, help="rows for the executemany phase")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--server-pid", type=int, default=None, help="pid of the server, to report its RSS")
     p.add_argument("--system", default="server", help="name of the --dsn server in the output")
+    p.add_argument("--server-pid", type=int, default=None, help="pid of the --dsn server, to report its RSS")
     p.add_argument("--peer", choices=["pgserver"], default=None,
                    help="also run the workload on PostgreSQL + pgvector started from the pgserver package "
                         "(the pgref extra), fsync on, and print both side by side with ratios")
+    d = p.add_argument_group("data")
+    d.add_argument("--rows", type=int, default=100_000, help="rows to load (default 100000)")
+    d.add_argument("--dim", type=int, default=128, help="vector dimension (default 128)")
+    d.add_argument("--queries", type=int, default=1000, help="query vectors (default 1000)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--spread", type=float, default=1.5,
+                   help="cluster spread of the synthetic data; larger is harder (default 1.5)")
+    d.add_argument("--metric", choices=sorted(bench_data.METRICS), default="l2",
+                   help="l2 (<->), cosine (<=>) or ip (<#>); selects the operator, opclass and ground truth")
+    d.add_argument("--dataset", default=None, metavar="FILE.npy",
+                   help="a real embedding set instead of synthetic data: 2-D float array; its last --queries "
+                        "rows are the queries unless --dataset-queries is given (none is shipped)")
+    d.add_argument("--dataset-queries", default=None, metavar="FILE.npy", help="query vectors for --dataset")
+    w = p.add_argument_group("workload")
+    w.add_argument("--phases", default=",".join(PHASES),
+                   help=f"comma-separated subset of {','.join(PHASES)} (default all)")
+    w.add_argument("--batch", type=int, default=1000, help="rows per multi-row INSERT")
+    w.add_argument("--executemany-rows", type=int, default=20_000, help="rows for the executemany phase")
+    w.add_argument("--indexes", action="append", default=None, metavar="SPEC",
+                   help="index specs, whitespace-separated or the option repeated "
+                        "(default 'hnsw:m=16,ef_construction=64'; see above)")
+    w.add_argument("--clients", default="1,4", help="concurrent client processes per measurement (default 1,4)")
+    w.add_argument("--warmup", type=int, default=10, help="warm-up queries per client before timing (default 10)")
+    w.add_argument("--min-time", type=float, default=2.0,
+                   help="seconds each measurement lasts at least: clients repeat their queries until then; recall "
+                        "counts the first pass (default 2)")
+    w.add_argument("--query-format", choices=["text", "binary"], default="text",
+                   help="how query vectors are sent: pgvector text '[...]' or its binary form (default text)")
+    w.add_argument("--maintenance-work-mem", default=None,
+                   help="maintenance_work_mem for index builds (default: 2GB, or a quarter of the available "
+                        "memory if less)")
+    w.add_argument("--maintenance-workers", type=int, default=None,
+                   help="max_parallel_maintenance_workers for index builds (default: cores - 1)")
+    o = p.add_argument_group("output")
+    o.add_argument("--target-recall", type=float, default=0.95,
+                   help="recall@10 at which systems are compared (default 0.95)")
+    o.add_argument("--plot", default=None, metavar="PATH",
+                   help="recall-vs-QPS plot (PNG; needs matplotlib); default bench-<timestamp>.png in the current "
+                        "directory; 'none' for no plot")
 
 
-def _vec(v: np.ndarray) -> str:
-    return "[" + ",".join(f"{x:.6g}" for x in v) + "]"
+@dataclass
+class System:
+    """One server to measure."""
+
+    name: str
+    dsn: str
+    pid: int | None
+    server: str  # version text for the output
+    methods: tuple[str, ...] | None = None  # index methods it has, when known; None: try every spec
 
 
 def _emit(record: dict, results: list[dict]) -> None:
@@ -73,155 +148,381 @@ def _rss_mb(pid: int) -> float | None:
     return round(total / 1024, 1) if total else None
 
 
-def _progress(label: str, done: int, total: int) -> None:
-    if sys.stderr.isatty():
-        width = 30
-        filled = int(width * done / max(total, 1))
-        print(f"\r{label:<14} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr)
-        if done >= total:
-            print(file=sys.stderr)
-
-
 def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
     for start in range(0, n, size):
         yield start, min(n, start + size)
 
 
-def run(args: argparse.Namespace, dsn: str, pid: int | None, system: str) -> list[dict]:
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_maintenance_work_mem() -> str:
+    """2GB, or a quarter of the available memory when that is less."""
+    try:
+        with open("/proc/meminfo") as f:
+            avail_kb = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+        return f"{min(2048, max(64, avail_kb // 4 // 1024))}MB"
+    except (OSError, StopIteration, ValueError):
+        return "2GB"
+
+
+def _try(c: Any, sql: str) -> tuple[float | None, str | None]:
+    """Run one statement; (seconds, None) or (None, error text)."""
+    import psycopg
+
+    t0 = time.perf_counter()
+    try:
+        c.execute(sql)
+    except psycopg.Error as e:
+        return None, bench_ann.error_text(e)
+    return round(time.perf_counter() - t0, 3), None
+
+
+def run(args: argparse.Namespace, work: bench_data.Workload, system: System) -> list[dict]:
     """The workload against one server; returns (and prints as JSON lines) its measurements."""
     import psycopg
 
-    rng = np.random.default_rng(args.seed)
-    X = rng.standard_normal((args.rows, args.dim)).astype(np.float32)
-    texts = [_vec(v) for v in X]
-    X = np.array([[float(x) for x in t[1:-1].split(",")] for t in texts], dtype=np.float32)  # as stored
+    phases = set(args.phases)
+    specs: list[bench_ann.IndexSpec] = args.index_specs
+    clients: list[int] = args.client_counts
+    op, opclass = bench_data.METRICS[work.metric]
     results: list[dict] = []
-    label = {"system": system, "dsn": dsn.split(" password=")[0], "rows": args.rows, "dim": args.dim}
-    with psycopg.connect(dsn, autocommit=True) as c:
+    label = {"system": system.name, "rows": work.rows, "dim": work.dim}
+    _emit({**label, "phase": "server", "server": system.server, "dsn": system.dsn.split(" password=")[0],
+           "cores": cores(), **work.describe()}, results)
+    texts = work.texts
+    needs_table = bool(phases & {"copy", "rss", "exact_topk", "index", "sweep"})
+    pool: bench_ann.ClientPool | None = None
+    with psycopg.connect(system.dsn, autocommit=True) as c:
         c.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        for t in ("bench_copy", "bench_multi", "bench_many"):
+        for t in (TABLE, "bench_multi", "bench_many"):
             c.execute(f"DROP TABLE IF EXISTS {t}")
-            c.execute(f"CREATE TABLE {t} (id bigint PRIMARY KEY, embedding vector({args.dim}))")
+        try:
+            if needs_table:
+                c.execute(f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY, embedding vector({work.dim}))")
+                bar = bench_report.Progress(f"{system.name}: copy", work.rows, " rows")
+                t0 = time.perf_counter()
+                with c.cursor().copy(f"COPY {TABLE} (id, embedding) FROM STDIN") as cp:
+                    for start, end in _chunks(work.rows, 5000):
+                        cp.write("".join(f"{i}\t{texts[i]}\n" for i in range(start, end)))
+                        bar.update(end)
+                dt = time.perf_counter() - t0
+                bar.finish()
+                if "copy" in phases:
+                    _emit({**label, "phase": "copy", "rows_per_s": round(work.rows / dt), "seconds": round(dt, 3)},
+                          results)
 
-        t0 = time.perf_counter()
-        with c.cursor().copy("COPY bench_copy (id, embedding) FROM STDIN") as cp:
-            for start, end in _chunks(args.rows, 5000):
-                cp.write("".join(f"{i}\t{texts[i]}\n" for i in range(start, end)))
-                _progress("copy", end, args.rows)
-        dt = time.perf_counter() - t0
-        _emit({**label, "phase": "copy", "rows_per_s": round(args.rows / dt), "seconds": round(dt, 3)}, results)
+            if "insert_multi" in phases:
+                n_multi = min(work.rows, 50_000)
+                c.execute(f"CREATE TABLE bench_multi (id bigint PRIMARY KEY, embedding vector({work.dim}))")
+                bar = bench_report.Progress(f"{system.name}: insert_multi", n_multi, " rows")
+                t0 = time.perf_counter()
+                for start, end in _chunks(n_multi, args.batch):
+                    values = ",".join(f"({i},'{texts[i]}')" for i in range(start, end))
+                    c.execute(f"INSERT INTO bench_multi (id, embedding) VALUES {values}")
+                    bar.update(end)
+                dt = time.perf_counter() - t0
+                bar.finish()
+                _emit({**label, "phase": "insert_multi", "batch": args.batch, "rows_per_s": round(n_multi / dt),
+                       "seconds": round(dt, 3)}, results)
 
-        n_multi = min(args.rows, 50_000)
-        t0 = time.perf_counter()
-        for start, end in _chunks(n_multi, args.batch):
-            values = ",".join(f"({i},'{texts[i]}')" for i in range(start, end))
-            c.execute(f"INSERT INTO bench_multi (id, embedding) VALUES {values}")
-            _progress("insert_multi", end, n_multi)
-        dt = time.perf_counter() - t0
-        _emit({**label, "phase": "insert_multi", "batch": args.batch, "rows_per_s": round(n_multi / dt),
-               "seconds": round(dt, 3)}, results)
+            if "executemany" in phases:
+                n_many = min(work.rows, args.executemany_rows)
+                c.execute(f"CREATE TABLE bench_many (id bigint PRIMARY KEY, embedding vector({work.dim}))")
+                bar = bench_report.Progress(f"{system.name}: executemany", None)
+                t0 = time.perf_counter()
+                with c.cursor() as cur:
+                    cur.executemany("INSERT INTO bench_many (id, embedding) VALUES (%s, %s)",
+                                    [(i, texts[i]) for i in range(n_many)])
+                dt = time.perf_counter() - t0
+                bar.finish(f"{n_many} rows")
+                _emit({**label, "phase": "executemany", "rows_per_s": round(n_many / dt), "seconds": round(dt, 3)},
+                      results)
 
-        n_many = min(args.rows, args.executemany_rows)
-        t0 = time.perf_counter()
-        with c.cursor() as cur:
-            cur.executemany("INSERT INTO bench_many (id, embedding) VALUES (%s, %s)",
-                            [(i, texts[i]) for i in range(n_many)])
-        dt = time.perf_counter() - t0
-        _emit({**label, "phase": "executemany", "rows_per_s": round(n_many / dt), "seconds": round(dt, 3)},
-              results)
+            if needs_table:
+                count = c.execute(f"SELECT count(*) FROM {TABLE}").fetchone()
+                if not count or count[0] != work.rows:
+                    raise RuntimeError(f"{system.name}: {TABLE} has {count} rows after COPY, expected {work.rows}")
+            if "rss" in phases and system.pid:
+                _emit({**label, "phase": "rss", "rss_mb": _rss_mb(system.pid)}, results)
+            for t in ("bench_multi", "bench_many"):
+                c.execute(f"DROP TABLE IF EXISTS {t}")
 
-        assert c.execute("SELECT count(*) FROM bench_copy").fetchone()[0] == args.rows
-        if pid:
-            _emit({**label, "phase": "rss", "rss_mb": _rss_mb(pid)}, results)
+            if not phases & {"exact_topk", "index", "sweep"}:
+                return results
+            prep: dict[str, Any] = {**label, "phase": "prepare"}
+            for key, sql in (("vacuum_analyze", f"VACUUM ANALYZE {TABLE}"), ("checkpoint", "CHECKPOINT")):
+                seconds, error = _try(c, sql)
+                prep[f"{key}_s"] = seconds
+                if error:
+                    prep[f"{key}_error"] = error
+            _emit(prep, results)
 
-        queries = rng.standard_normal((args.queries, args.dim)).astype(np.float32)
-        lat = []
-        recall = []
-        for i, q in enumerate(queries):
-            t0 = time.perf_counter()
-            rows = c.execute("SELECT id FROM bench_copy ORDER BY embedding <-> %s LIMIT 10", [_vec(q)],
-                             prepare=True).fetchall()
-            lat.append(time.perf_counter() - t0)
-            truth = np.argsort(((X - q) ** 2).sum(1))[:10]
-            recall.append(len({r[0] for r in rows} & set(truth.tolist())) / 10)
-            _progress("exact_topk", i + 1, args.queries)
-        lat_ms = np.array(lat) * 1000
-        _emit({**label, "phase": "exact_topk", "k": 10, "p50_ms": round(float(np.percentile(lat_ms, 50)), 2),
-               "p99_ms": round(float(np.percentile(lat_ms, 99)), 2),
-               "qps_1_client": round(1000 / float(lat_ms.mean()), 1), "recall": float(np.mean(recall))}, results)
-        if pid:
-            _emit({**label, "phase": "rss_after_queries", "rss_mb": _rss_mb(pid)}, results)
-        for t in ("bench_copy", "bench_multi", "bench_many"):
-            c.execute(f"DROP TABLE {t}")
+            sql = f"SELECT id FROM {TABLE} ORDER BY embedding {op} %{'b' if args.query_format == 'binary' else 's'} " \
+                  f"LIMIT {K}"
+            if phases & {"exact_topk", "sweep"}:
+                params = bench_ann.encode_binary(work.queries) if args.query_format == "binary" else work.query_texts
+                pool = bench_ann.ClientPool(system.dsn, max(clients), sql, params, args.query_format == "binary")
+            common = {"k": K, "queries": len(work.query_texts), "query_format": args.query_format}
+
+            if "exact_topk" in phases and pool is not None:
+                bar = bench_report.Progress(f"{system.name}: exact_topk", len(work.query_texts) * len(clients), " q")
+                done = 0
+                for n in clients:
+                    record = {**label, "phase": "exact_topk", "index": bench_report.EXACT_INDEX, "setting": "",
+                              "clients": n, **common}
+                    _emit(_measure(pool, n, (), args.warmup, args.min_time, work, record, bar, done), results)
+                    done += len(work.query_texts)
+                    bar.update(done)
+                bar.finish()
+
+            if phases & {"index", "sweep"}:
+                for number, spec in enumerate(specs):
+                    _index_and_sweep(args, c, system, work, spec, f"bench_{spec.method}_{number}", opclass, pool,
+                                     label, common, results)
+
+            if "rss" in phases and system.pid:
+                _emit({**label, "phase": "rss_after_queries", "rss_mb": _rss_mb(system.pid)}, results)
+        finally:
+            if pool is not None:
+                pool.close()
+            for t in (TABLE, "bench_multi", "bench_many"):
+                try:
+                    c.execute(f"DROP TABLE IF EXISTS {t}")
+                except psycopg.Error:
+                    pass
     return results
 
 
-_LABELS = ("system", "dsn", "rows", "dim", "phase")
+def _measure(pool: bench_ann.ClientPool, n: int, settings: tuple[tuple[str, str], ...], warmup: int,
+             min_time: float, work: bench_data.Workload, record: dict, bar: bench_report.Progress, done: int
+             ) -> dict:
+    """One measurement with ``n`` clients; ``record`` completed with its figures, or with ``error``."""
+    per = len(work.query_texts)
+    result = pool.measure(n, settings, warmup, min_time,
+                          lambda q: bar.update(done + min(q, per), record.get("setting", "")))
+    if "error" in result:
+        return {**record, "skipped": True, "error": result["error"]}
+    out = {**record, **bench_ann.summarise(result, work.truth), "executed": len(result["lat"]),
+           "wall_s": round(result["wall_s"], 3)}
+    if "search" in result:
+        out["search"] = result["search"]
+    return out
 
 
-def print_table(results: list[dict]) -> None:
-    """Markdown: one row per (phase, figure), one column per system, and sqlvec / peer when both ran."""
-    systems = list(dict.fromkeys(r["system"] for r in results))
-    figures: dict[tuple[str, str], dict[str, object]] = {}
-    for r in results:
-        for key, value in r.items():
-            if key not in _LABELS:
-                figures.setdefault((r["phase"], key), {})[r["system"]] = value
-    ratio = len(systems) == 2
-    print("\n| phase | figure | " + " | ".join(systems) + (" | ratio |" if ratio else " |"))
-    print("| --- | --- | " + " | ".join("---" for _ in systems) + (" | --- |" if ratio else " |"))
-    for (phase, key), by_system in figures.items():
-        cells = [str(by_system.get(s, "")) for s in systems]
-        line = f"| {phase} | {key} | " + " | ".join(cells) + " |"
-        if ratio:
-            a, b = (by_system.get(s) for s in systems)
-            line += f" {a / b:.2f} |" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else " |"
-        print(line)
+def _index_and_sweep(args: argparse.Namespace, c: Any, system: System, work: bench_data.Workload,
+                     spec: bench_ann.IndexSpec, name: str, opclass: str, pool: bench_ann.ClientPool | None,
+                     label: dict, common: dict, results: list[dict]) -> None:
+    """Build one index, sweep its settings, drop it. What cannot be built is reported as skipped."""
+    import psycopg
+
+    phases = set(args.phases)
+    base = {**label, "index": spec.label, "method": spec.method}
+    sweeping = "sweep" in phases and pool is not None
+    if system.methods is not None and spec.method not in system.methods:
+        why = f"{system.name} has no index method {spec.method!r} (only {', '.join(system.methods)})"
+        _emit({**base, "phase": "index", "skipped": why}, results)
+        if sweeping:
+            _emit({**base, "phase": "sweep", "skipped": why}, results)
+        return
+    workers = args.maintenance_workers if args.maintenance_workers is not None else max(0, cores() - 1)
+    build_settings = [("maintenance_work_mem", f"'{args.maintenance_work_mem or default_maintenance_work_mem()}'"),
+                      ("max_parallel_maintenance_workers", str(workers))]
+    if workers > 8:  # PostgreSQL's default cap on parallel workers, also capped by max_worker_processes
+        build_settings.append(("max_parallel_workers", str(workers)))
+    # PostgreSQL sizes a parallel build by the table's size unless the table says how many workers to use.
+    _, reloption_error = _try(c, f"ALTER TABLE {TABLE} SET (parallel_workers = {workers})")
+    _try(c, f"DROP INDEX IF EXISTS {name}")
+    create = spec.create_sql(name, TABLE, opclass)
+    bar = bench_report.Progress(f"{system.name}: index {spec.label}")
+    try:
+        built = bench_ann.build_index(system.dsn, create, name, build_settings,
+                                      lambda fraction, phase: bar.update(note=phase, fraction=fraction))
+    except psycopg.Error as e:
+        bar.finish("failed")
+        why = f"CREATE INDEX failed: {bench_ann.error_text(e)}"
+        _emit({**base, "phase": "index", "sql": create, "skipped": why}, results)
+        if sweeping:
+            _emit({**base, "phase": "sweep", "skipped": why}, results)
+        return
+    bar.finish()
+    if reloption_error is None:
+        built["build_settings"]["table parallel_workers"] = str(workers)
+    record = {**base, "phase": "index", "sql": create, "build_s": built["build_s"], "cores": cores(),
+              **{k: v for k, v in built.items() if k != "build_s"}}
+    if system.pid:
+        record["rss_mb"] = _rss_mb(system.pid)
+    _emit(record, results)
+    try:
+        if sweeping and pool is not None:
+            grid = spec.settings_grid()
+            clients = args.client_counts
+            bar = bench_report.Progress(f"{system.name}: sweep {spec.label}",
+                                        len(grid) * len(clients) * len(work.query_texts), " q")
+            done = 0
+            for settings in grid:
+                for n in clients:
+                    point = {**base, "phase": "sweep", "setting": bench_ann.setting_label(settings), "clients": n,
+                             **common, "build_s": built["build_s"]}
+                    _emit(_measure(pool, n, settings, args.warmup, args.min_time, work, point, bar, done), results)
+                    done += len(work.query_texts)
+                    bar.update(done)
+            bar.finish()
+    finally:
+        _, error = _try(c, f"DROP INDEX {name}")
+        if error:
+            print(f"note: DROP INDEX {name} on {system.name} failed: {error}", file=sys.stderr)
 
 
 def start_local_server(data: str) -> dict:
-    """Start ``sqlvec serve`` on a free port; returns its dsn, pid and a stop function."""
+    """Start ``sqlvec serve`` on a free port; returns its dsn, pid, log path and a stop function. Its stderr
+    (the log) is drained into ``<data>.log`` so the server never blocks on a full pipe."""
     import subprocess
+    import threading
 
     proc = subprocess.Popen([sys.executable, "-m", "sqlvec", "serve", "--port", "0", "--data", data],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
+    log_path = data.rstrip("/") + ".log"
+    log = open(log_path, "ab")
     for raw in proc.stderr:
-        line = raw.decode()
+        log.write(raw)
+        line = raw.decode(errors="replace")
         if line.startswith("sqlvec ready on "):
             port = int(line.strip().rsplit(":", 1)[1])
             break
     else:
-        raise RuntimeError("server did not start")
+        proc.wait(10)
+        log.close()
+        raise RuntimeError(f"sqlvec server did not start; its log: {log_path}")
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for chunk in proc.stderr:
+            log.write(chunk)
+            log.flush()
+
+    threading.Thread(target=pump, daemon=True).start()
 
     def stop() -> None:
-        proc.terminate()
-        proc.wait(30)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
 
-    return {"dsn": f"host=127.0.0.1 port={port} user=postgres dbname=sqlvec", "pid": proc.pid, "stop": stop}
+    return {"dsn": f"host=127.0.0.1 port={port} user=postgres dbname=sqlvec", "pid": proc.pid, "stop": stop,
+            "log": log_path, "proc": proc}
+
+
+def _server_version(dsn: str) -> str:
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, autocommit=True) as c:
+            row = c.execute("SELECT version()").fetchone()
+            text = str(row[0]).split(" on ")[0] if row else ""
+            try:
+                ext = c.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+                if ext:
+                    text += f", pgvector {ext[0]}"
+            except psycopg.Error:
+                pass
+            return text
+    except psycopg.Error as e:
+        return f"unknown ({bench_ann.error_text(e)})"
+
+
+def _parse_args(args: argparse.Namespace) -> None:
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = [p for p in phases if p not in PHASES]
+    if unknown:
+        raise SystemExit(f"--phases: unknown {', '.join(unknown)} (known: {', '.join(PHASES)})")
+    args.phases = phases
+    try:
+        args.client_counts = sorted({int(x) for x in args.clients.split(",") if x.strip()})
+    except ValueError:
+        raise SystemExit(f"--clients {args.clients!r}: expected numbers like 1,4") from None
+    if not args.client_counts or min(args.client_counts) < 1:
+        raise SystemExit("--clients: at least one count, each >= 1")
+    try:
+        args.index_specs = bench_ann.parse_index_specs(args.indexes or ["hnsw:m=16,ef_construction=64"])
+    except ValueError as e:
+        raise SystemExit(f"--indexes: {e}") from None
+    if args.queries < 1 or args.rows < 1:
+        raise SystemExit("--rows and --queries must be at least 1")
 
 
 def main_with_local_server(args: argparse.Namespace) -> int:
-    """Run the workload on ``--dsn`` (or a sqlvec server started here), then on ``--peer``, if any."""
+    """Run the workload on ``--dsn`` (or a sqlvec server started here), then on ``--peer``, if any; then
+    print the tables and draw the plot."""
+    import shutil
     import tempfile
+
+    _parse_args(args)
+    bar = bench_report.Progress("preparing data")
+    work = bench_data.build(args.rows, args.dim, args.queries, args.seed, args.spread, args.metric, args.dataset,
+                            args.dataset_queries, K)
+    bar.finish(f"{work.rows} x {work.dim}, {len(work.query_texts)} queries, ground truth top-{K} ({work.metric})")
 
     results: list[dict] = []
     if args.dsn is not None:
-        results += run(args, args.dsn, args.server_pid, args.system)
+        results += run(args, work, System(args.system, args.dsn, args.server_pid, _server_version(args.dsn)))
     else:
         tmp = tempfile.mkdtemp(prefix="sqlvec-bench-")
         server = start_local_server(os.path.join(tmp, "data"))
         try:
-            results += run(args, server["dsn"], server["pid"], "sqlvec")
+            from importlib.metadata import version as package_version
+
+            version = package_version("sqlvec")
+        except Exception:  # not installed as a package: run from the source tree
+            version = "(source tree)"
+        try:
+            results += run(args, work, System("sqlvec", server["dsn"], server["pid"], f"sqlvec {version}"))
+        except BaseException:
+            if server["proc"].poll() is not None:
+                print(f"sqlvec server exited ({server['proc'].returncode}); its log is kept at {server['log']}",
+                      file=sys.stderr)
+                tmp = ""
+            raise
         finally:
             server["stop"]()
+            if tmp:
+                shutil.rmtree(tmp, ignore_errors=True)
     if args.peer == "pgserver":
         from sqlvec import pgref
 
         peer = pgref.start(durable=True)  # fsync and synchronous commit on, as sqlvec commits
         try:
-            results += run(args, peer.dsn, peer.proc.pid, f"pgvector ({peer.version()})")
+            results += run(args, work, System("pgvector", peer.dsn, peer.proc.pid, peer.version(),
+                                              bench_ann.PGVECTOR_METHODS))
         finally:
             peer.stop()
-    print_table(results)
+
+    report(args, work, results)
     return 0
+
+
+def report(args: argparse.Namespace, work: bench_data.Workload, results: list[dict]) -> None:
+    """The JSON lines of the derived figures, the markdown tables and the plot."""
+    for record in bench_report.at_recall_records(results, args.target_recall):
+        print(json.dumps({**record, "rows": work.rows, "dim": work.dim}), flush=True)
+    print("\nsystems: " + "; ".join(f"{r['system']} = {r['server']}" for r in results if r["phase"] == "server"))
+    print(f"data: {work.rows:,} x {work.dim} float32, {work.source}; {len(work.query_texts)} queries, "
+          f"top-{K}, metric {work.metric}; {cores()} cores; query vectors sent as {args.query_format}")
+    bench_report.print_load_table(results)
+    bench_report.print_ann_table(results)
+    bench_report.print_best(results, args.target_recall)
+    if args.plot != "none" and bench_report.curves(results):
+        path = args.plot or f"bench-{time.strftime('%Y%m%d-%H%M%S')}.png"
+        title = (f"recall@{K} vs QPS: {work.rows:,} x {work.dim} {work.metric}, {work.source}; "
+                 f"{cores()} cores")
+        written = bench_report.plot(results, path, args.target_recall, title)
+        if written:
+            print(f"\nplot: {os.path.abspath(written)}")

@@ -55,10 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser(
         "bench",
-        help="measure ingest and exact search over the wire",
+        help="measure ingest, index builds and approximate search (recall vs QPS) over the wire",
         description=bench.__doc__,
         epilog="Example: sqlvec bench --rows 100000 --dim 128   (starts its own server)\n"
                "         sqlvec bench --rows 100000 --dim 128 --peer pgserver   (and PostgreSQL + pgvector)\n"
+               "         sqlvec bench --rows 20000 --dim 64 --queries 300 --peer pgserver \\\n"
+               "             --phases copy,index,sweep,exact_topk --indexes 'hnsw:m=16,ef_construction=64 "
+               "ivfflat:lists=141'\n"
                "         sqlvec bench --dsn 'host=127.0.0.1 port=5432 user=postgres dbname=postgres'",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
