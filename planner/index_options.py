@@ -13,6 +13,7 @@ Errors (PostgreSQL 16 + pgvector 0.6 wording and SQLSTATEs):
     unrecognized parameter "x"                                       22023
     value 0 out of bounds for option "m" (+ DETAIL with the range)   22023
     invalid value for integer option "m": "abc"                      22023
+    ef_construction must be greater than or equal to 2 * m           XX000 (pgvector uses elog)
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ METHODS: dict[str, Method] = {
                ("l2", "ip", "cosine")),
         Method("ivfsq8", (_LISTS,), ("l2", "ip", "cosine")),
         Method("scann", (Option("leaves", int, 0, 65536, 0), Option("dims_per_block", int, 1, 16, 2),
-                         Option("anisotropic_threshold", float, 0.0, 1.0, 0.2)),
+                         Option("anisotropic_threshold", float, 0.0, 1.0, 0.2),
+                         Option("training_sample", int, 1000, 10_000_000, 100_000)),
                ("l2", "ip", "cosine")),
         Method("flat", (), ("l2", "ip", "cosine", "l1")),
     )
@@ -114,5 +116,6 @@ def check_options(m: Method, given: dict[str, str]) -> tuple[tuple[str, int | fl
                            detail=f'Valid values are between "{low}" and "{high}".')
         values[name] = v
     if m.name == "hnsw" and values["ef_construction"] < 2 * values["m"]:
-        raise SqlError("22023", "ef_construction must be greater than or equal to 2 * m")
+        # pgvector raises this with elog(ERROR), so PostgreSQL reports internal_error (checked against 0.6.2)
+        raise SqlError("XX000", "ef_construction must be greater than or equal to 2 * m")
     return tuple(sorted(values.items()))

@@ -68,6 +68,8 @@ _UTILITY_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("deallocate", rf"^DEALLOCATE\s+(?:PREPARE\s+)?(?P<name>ALL|{_IDENT})$"),
         ("discard", r"^DISCARD\s+(?P<what>ALL|PLANS|SEQUENCES|TEMP|TEMPORARY)$"),
         ("checkpoint", r"^CHECKPOINT$"),
+        # storage needs neither: deleted rows are masked and compacted by storage, statistics are exact
+        ("maintenance", r"^(?P<command>VACUUM|ANALYZE|ANALYSE)\b(?P<rest>.*)$"),
         # sqlglot parses one name only; the planner turns this into a DropIndex plan
         ("drop_index", rf"^DROP\s+INDEX\s+(?P<concurrently>CONCURRENTLY\s+)?(?P<ie>IF\s+EXISTS\s+)?"
                        rf"(?P<names>{_NAME}(?:\s*,\s*{_NAME})*)(?:\s+(?P<behaviour>CASCADE|RESTRICT))?$"),

@@ -83,11 +83,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from threadpoolctl import threadpool_limits
+
     from sqlvec.engine import Engine
     from storage import Store
     from wire.server import WireServer
 
     log = logging.getLogger("sqlvec")
+    # One query's exact search is a matrix-vector product per segment: BLAS threads gain nothing there,
+    # and with concurrent queries and the segment fan-out they oversubscribe the cores (measured on 2
+    # cores: exact QPS swung from 740 to 100 with BLAS threading, 4 clients fell to 50-90 QPS with p99
+    # over 200 ms; steady 850-890 with one BLAS thread). Parallelism comes from the fan-out over
+    # segments and from concurrent sessions instead; faiss's OpenMP (index builds) is not limited.
+    threadpool_limits(limits=1, user_api="blas")
     store = Store.open(args.data, seal_rows=args.seal_rows, fsync=not args.no_fsync,
                        growing_index_rows=args.growing_index_rows)
     engine = Engine(store)

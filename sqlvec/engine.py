@@ -629,6 +629,12 @@ class Session:
         self.engine.store.checkpoint()
         return X.Result(None, "CHECKPOINT")
 
+    def _u_maintenance(self, args: dict) -> X.Result:
+        """VACUUM / ANALYZE: nothing to do (sqlvec keeps exact counts and masks deleted rows), accepted so
+        that scripts and tools written for PostgreSQL run unchanged."""
+        command = args["command"].upper()
+        return X.Result(None, "ANALYZE" if command.startswith("ANALY") else "VACUUM")
+
     def _u_discard(self, args: dict) -> X.Result:
         return X.Result(None, f"DISCARD {args['what'].upper()}")
 

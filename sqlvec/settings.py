@@ -65,6 +65,10 @@ SETTINGS: dict[str, Setting] = {
         Setting("work_mem", "4MB"),
         Setting("maintenance_work_mem", "64MB"),
         Setting("max_parallel_maintenance_workers", "2"),
+        Setting("max_parallel_workers", "8"),
+        Setting("max_parallel_workers_per_gather", "2"),
+        Setting("enable_seqscan", "on"),
+        Setting("enable_indexscan", "on"),
         # Vector search settings, read when a query runs (never baked into a cached plan). pgvector's
         # names and ranges where pgvector has them.
         Setting("hnsw.ef_search", "40", int_range=(1, 1000),
