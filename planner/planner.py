@@ -533,6 +533,8 @@ def _plan_create_index(statement: Statement, ast: exp.Create, catalog: Catalog) 
         key = prop.this.name.lower() if isinstance(prop.this, exp.Expr) else str(prop.this).lower()
         value = prop.args.get("value")
         given[key] = value.name if isinstance(value, exp.Literal) else value.sql("postgres")
+    if method.name == "scann" and "dims_per_block" not in given and col.type.dim % 2:
+        given["dims_per_block"] = "1"  # the default 2 must divide the dimension
     options = index_options.check_options(method, given)
     name_node = index.this
     if name_node is not None:

@@ -49,6 +49,7 @@ from storage import DropIndex as DropIndexOp
 from storage import DropTable as DropOp
 from storage import Insert as InsertOp
 from storage import SegmentIndex, Snapshot, flat
+from storage.segment_index import index_params
 from storage.types import IndexSchema, TableSchema
 from storage.vector_index import SearchParams
 from wire.copy_text import decode_copy_text
@@ -827,8 +828,12 @@ def run_create_index(plan: CreateIndex, ctx: StatementContext) -> Result:
         raise PgError("42P07", f'relation "{plan.name}" already exists')
     if plan.concurrently and ctx.in_block:
         raise PgError("25001", "CREATE INDEX CONCURRENTLY cannot run inside a transaction block")
-    op = CreateIndexOp(plan.table, IndexSchema(plan.name, plan.column, plan.method, plan.metric, plan.opclass,
-                                               plan.params))
+    index = IndexSchema(plan.name, plan.column, plan.method, plan.metric, plan.opclass, plan.params)
+    try:  # what only the index method knows (ivfpq's m must divide the dimension, ...): now, not at COMMIT
+        index_params(index, ctx.schema(plan.table).column(plan.column).type.dim)
+    except ValueError as e:
+        raise PgError("22023", str(e)) from None
+    op = CreateIndexOp(plan.table, index)
     if ctx.txn is not None:
         ctx.txn.create_index(op, wait=not plan.concurrently)
     else:

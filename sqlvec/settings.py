@@ -82,7 +82,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("scann.leaves_to_search", "0", int_range=(0, 65536),
                 description="partitions a scann index searches (0: automatic)"),
         Setting("scann.reorder", "0", int_range=(0, 100000),
-                description="candidates a scann index re-orders exactly (0: k * sqlvec.rerank)"),
+                description="candidates a scann index re-orders exactly (0: max(k * sqlvec.rerank, 100))"),
     )
 }
 

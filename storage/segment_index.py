@@ -35,6 +35,7 @@ from .vector_index import (
     VectorIndex,
     VectorsForRerank,
     create_index,
+    default_params,
 )
 
 INDEX_SUFFIX = ".vidx"
@@ -73,10 +74,7 @@ def index_params(index: IndexSchema, dim: int) -> IndexParams:
     a message a person can act on when the method, metric or a setting is refused."""
     if index.metric not in METRICS:
         raise ValueError(f"unknown distance metric {index.metric!r}; expected one of {', '.join(METRICS)}")
-    try:
-        default = create_index(index.method, index.metric, dim).params
-    except (ValueError, TypeError) as e:
-        raise ValueError(str(e)) from None
+    default = default_params(index.method)
     fields = {f.name: f for f in dataclasses.fields(default)}
     values: dict[str, Any] = {}
     for key, value in index.params:

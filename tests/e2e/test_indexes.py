@@ -371,3 +371,17 @@ def test_maintenance_statements(conn, table_name):
         cur = conn.execute(sql)
         assert cur.statusmessage == tag
     assert conn.execute(f"SELECT count(*) FROM {table_name}").fetchone()[0] == 1
+
+
+def test_scann_on_odd_dimension(iconn, table_name):
+    iconn.execute(f"CREATE TABLE {table_name} (id int PRIMARY KEY, e vector(3))")
+    iconn.execute(f"INSERT INTO {table_name} SELECT i, ('[' || i || ',1,' || (i % 7) || ']')::vector "
+                  "FROM generate_series(1, 50) AS g(i)")
+    iconn.execute("CHECKPOINT")
+    iconn.execute(f"CREATE INDEX ON {table_name} USING scann (e vector_l2_ops)")
+    params = {r[1]: r[4] for r in iconn.execute("SHOW sqlvec.indexes").fetchall()}
+    assert "dims_per_block=1" in params[f"{table_name}_e_idx"]
+    rows = iconn.execute(f"SELECT id FROM {table_name} ORDER BY e <-> '[10,1,3]' LIMIT 1").fetchall()
+    assert rows == [(10,)]
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        iconn.execute(f"CREATE INDEX ON {table_name} USING scann (e vector_l2_ops) WITH (dims_per_block = 2)")

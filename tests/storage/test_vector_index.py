@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from storage_testing import ROOT  # noqa: F401  (puts the repository on sys.path)
 
+from storage import vector_index
 from storage.errors import CorruptionError
 from storage.flat import DimensionMismatch, VectorMatrix, exact_distances, topk
 from storage.vector_index import (
-    METHODS,
     SUPPORTED_METRICS,
     FlatParams,
     HnswParams,
@@ -31,6 +31,7 @@ from storage.vector_index import (
 )
 
 DIM, N, NQ, K = 32, 5000, 50, 10
+METHODS = tuple(m for m in vector_index.METHODS if m != "scann")  # scann (two backends): test_scann_index.py
 CASES = [(method, metric) for method in METHODS for metric in SUPPORTED_METRICS[method]]
 PARAMS = {
     "flat": FlatParams(),
