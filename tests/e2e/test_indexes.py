@@ -18,6 +18,8 @@ import psycopg
 import pytest
 
 from tests.conftest import start_server
+from tests.e2e.test_exact_search import ground_truth as distances
+from tests.e2e.test_exact_search import vec
 
 REFERENCE = bool(os.environ.get("SQLVEC_TEST_PG") or os.environ.get("SQLVEC_TEST_DSN"))
 OPS = {"l2": "<->", "ip": "<#>", "cosine": "<=>", "l1": "<+>"}
@@ -25,26 +27,11 @@ OPCLASS = {"l2": "vector_l2_ops", "ip": "vector_ip_ops", "cosine": "vector_cosin
 ROWS, DIM = 3300, 16
 
 
-def vec(v) -> str:
-    return "[" + ",".join(repr(float(x)) for x in v) + "]"
-
-
 def clustered(n: int, dim: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((24, dim)) * 4
     x = centres[rng.integers(0, len(centres), n)] + rng.standard_normal((n, dim))
     return x.astype(np.float32)
-
-
-def distances(X: np.ndarray, q: np.ndarray, metric: str) -> np.ndarray:
-    x, q = X.astype(np.float64), q.astype(np.float64)
-    if metric == "l2":
-        return np.sqrt(((x - q) ** 2).sum(1))
-    if metric == "ip":
-        return -(x @ q)
-    if metric == "cosine":
-        return 1 - (x @ q) / (np.linalg.norm(x, axis=1) * np.linalg.norm(q))
-    return np.abs(x - q).sum(1)
 
 
 def recall(conn, table: str, X: np.ndarray, queries: np.ndarray, metric: str, k: int = 10) -> float:

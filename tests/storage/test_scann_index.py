@@ -19,7 +19,7 @@ from storage_testing import ROOT  # noqa: F401  (puts the repository on sys.path
 
 from storage import vector_index
 from storage.errors import CorruptionError
-from storage.flat import VectorMatrix, exact_distances, topk
+from storage.flat import exact_distances, topk
 from storage.vector_index import (
     SCANN_BACKEND_ENV,
     SUPPORTED_METRICS,
@@ -44,20 +44,8 @@ CLASS = {"faiss": ScannFaissIndex, "scann": ScannPackageIndex}
 INDEX_PATH = SearchParams(exact_below=0)  # defaults, never bypassing the index
 
 
-def _data(seed: int, n: int, nq: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((40, DIM)) * 4
-    x = centres[rng.integers(0, 40, n)] + rng.standard_normal((n, DIM))
-    q = centres[rng.integers(0, 40, nq)] + rng.standard_normal((nq, DIM))
-    return x.astype(np.float32), q.astype(np.float32)
-
-
-X, Q = _data(7, N, NQ)
-VM = VectorMatrix(X, np.ones(N, bool))
-
-
-def fetch(ids: np.ndarray) -> np.ndarray:
-    return X[ids]
+# the same clustered data and re-rank callback as the other vector-index tests
+from test_vector_index import VM, Q, X, _data, fetch  # noqa: E402, F401
 
 
 @contextlib.contextmanager
