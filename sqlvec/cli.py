@@ -87,6 +87,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from sqlvec.engine import Engine
     from storage import Store
+    from wire import server as wire_server
     from wire.server import WireServer
 
     log = logging.getLogger("sqlvec")
@@ -120,7 +121,7 @@ def serve(args: argparse.Namespace) -> int:
             log.warning("connections did not close within 10 s; exiting anyway")
 
     try:
-        asyncio.run(run())
+        wire_server.run(run())  # uvloop where installed (SQLVEC_UVLOOP=0: asyncio)
     finally:
         store.close()
         log.info("sqlvec stopped")

@@ -6,9 +6,17 @@ one handler per concern: startup and authentication, simple query, the extended-
 COPY FROM STDIN, cancel. Bytes from the socket go through :class:`wire.codec.FrontendDecoder`;
 a framing error is answered with FATAL 08P01 and ends that connection only.
 
-Every call into the engine's :class:`wire.session.Session` runs on a shared thread pool
-(``loop.run_in_executor``), one at a time per connection, so the event loop never blocks; row
-batches are fetched and encoded to DataRow bytes in the same worker call.
+Every call into the engine's :class:`wire.session.Session` runs on a shared thread pool, one at
+a time per connection, so the event loop never blocks; row batches are fetched and encoded to
+DataRow bytes in the same worker call.
+
+Each hop to the pool costs a thread handoff and GIL ping-pong, which dwarfs the protocol work of a
+small query, so the usual shapes take one hop per query: when a Bind (or a Parse) is followed by
+messages already received that form ``[Parse] Bind [Describe portal] Execute [Sync]``, and when a
+simple Query arrives, one worker call runs every session call those messages make, in the order
+the message-at-a-time path makes them, and the event loop then sends the answers. Wherever that
+call stops early (an error, COPY, rows left for more batches), the messages not yet answered go
+through the message-at-a-time handlers, so what the client sees is the same either way.
 
 Protocol reference: https://www.postgresql.org/docs/16/protocol-flow.html
 """
@@ -19,11 +27,14 @@ import asyncio
 import enum
 import functools
 import logging
+import os
+import queue
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from wire import codec
@@ -88,6 +99,7 @@ _FLUSH_BYTES = 256 << 10
 _COPY_FEED_BYTES = 1 << 20
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class ConnectionState(enum.Enum):
@@ -158,6 +170,56 @@ class _Fetched:
     parameters: dict[str, str]
 
 
+@dataclass
+class _Pipeline:
+    """``[Parse] Bind [Describe portal] Execute [Sync]``, all received: one worker call runs them."""
+
+    parse: Parse | None
+    bind: Bind
+    described: bool  # a Describe of the portal follows the Bind
+    execute: Execute
+    sync: bool  # a Sync follows the Execute
+
+
+@dataclass
+class _PipelineRun:
+    """How far _run_pipeline got. Each stage ran only if the one before it ended normally; the
+    event loop answers the stages that ran, in order, and leaves the rest to the handlers."""
+
+    statement: _Statement | None = None  # Parse
+    parse_error: Exception | None = None
+    replaced: bool = False  # the Bind closed the portal of the same name (so it is gone)
+    portal: _Portal | None = None  # Bind
+    bind_error: Exception | None = None
+    fetched: _Fetched | None = None  # Execute's first batch; None: Execute is left to its handler
+    fetch_error: Exception | None = None
+    complete: bool = False  # that batch answers the Execute (CommandComplete or PortalSuspended)
+    synced: bool = False  # Sync ran
+    sync_error: PgError | None = None  # the commit at Sync failed: ErrorResponse before ReadyForQuery
+    tail_error: Exception | None = None  # anything else from Sync: it ends the connection, as before
+    ready: _Ready | None = None
+
+
+@dataclass
+class _SimpleRun:
+    """How far _simple_query_run got: answers to send, and where the message-at-a-time path goes on."""
+
+    out: list[bytes] = field(default_factory=list)
+    executions: list[Execution] = field(default_factory=list)
+    drop_error: Exception | None = None  # closing the unnamed portal failed (nothing else ran)
+    finished: bool = False  # every statement answered, executions closed, transaction state read
+    index: int = 0  # when not finished: the statement to go on with (COPY, or more batches of rows)
+    shape: _Shape | None = None
+    fetched: _Fetched | None = None  # its first batch, not sent yet
+    ready: _Ready | None = None
+    tail_error: Exception | None = None
+
+
+# status, notices, parameter changes, whether the portals were closed, deallocated statements
+_Ready = tuple[str, list[PgError], dict[str, str], bool, list[str]]
+_READY_FOR_QUERY = {status: codec.encode_ready_for_query(status) for status in "ITE"}
+
+
 def _internal_error(exc: BaseException) -> PgError:
     return PgError("XX000", str(exc) or type(exc).__name__)
 
@@ -190,15 +252,33 @@ def _row_description(columns: list[ColumnDesc], formats: Sequence[int]) -> bytes
     return codec.encode_row_description(columns, formats, sizes)
 
 
+def _portal_description(portal: _Portal) -> bytes:
+    """The answer to Describe of a portal: RowDescription, or NoData (no rows, or COPY)."""
+    columns = portal.shape.columns if portal.shape.copy_in is None else None
+    return _row_description(columns, portal.formats) if columns is not None else codec.NO_DATA
+
+
+def _bind_arguments(statement: _Statement, msg: Bind, portal_exists: bool) -> tuple[list[int], list[int]]:
+    """Bind's checks before the session sees it: -> (parameter type OIDs, parameter formats)."""
+    if portal_exists:
+        raise PgError("42P03", f'portal "{msg.portal}" already exists')
+    oids = statement.param_oids()
+    formats = _param_formats(msg.param_formats, len(msg.params))
+    if len(msg.params) != len(oids):
+        raise PgError("08P01", f'bind message supplies {len(msg.params)} parameters, but prepared '
+                               f'statement "{msg.statement}" requires {len(oids)}')
+    return oids, formats
+
+
 def _extended_step(
-    handler: Callable[[Connection, Any], Awaitable[None]],
-) -> Callable[[Connection, Any], Awaitable[None]]:
-    """An extended-query message: on error send ErrorResponse and discard until Sync."""
+    handler: Callable[[Connection, Any], Awaitable[R]],
+) -> Callable[[Connection, Any], Awaitable[R | None]]:
+    """An extended-query message: on error send ErrorResponse and discard until Sync (-> None)."""
 
     @functools.wraps(handler)
-    async def run(self: Connection, msg: Any) -> None:
+    async def run(self: Connection, msg: Any) -> R | None:
         try:
-            await handler(self, msg)
+            return await handler(self, msg)
         except PgError as err:
             self.send_error(err)
             self.state = ConnectionState.IGNORING_TILL_SYNC
@@ -208,6 +288,7 @@ def _extended_step(
             logger.warning("error in %s: %s", type(msg).__name__, exc, exc_info=True)
             self.send_error(_internal_error(exc))
             self.state = ConnectionState.IGNORING_TILL_SYNC
+        return None
 
     return run
 
@@ -231,7 +312,11 @@ class Connection:
         self.peer = writer.get_extra_info("peername")
         self._out: list[bytes] = []
         self._out_size = 0
-        self._inflight: asyncio.Future[Any] | None = None
+        # Only a transport with bytes still queued needs drain(); a FakeWriter (tests) has none.
+        self._transport: asyncio.WriteTransport | None = getattr(writer, "transport", None)
+        self._busy = False  # a call() is running in a worker, even if its caller was cancelled
+        self._idle: asyncio.Future[None] | None = None  # set when _cleanup waits for that call to end
+        self._inflight: asyncio.Future[Any] | None = None  # open_session
         self._opening: asyncio.Future[Any] | None = None  # open_session, if cut short by a timeout
         self._copy_sink: CopyInSink | None = None
         self._batch_rows = server.batch_rows
@@ -258,7 +343,11 @@ class Connection:
             self._out.clear()
             self._out_size = 0
             self.writer.write(data)
-        await self.writer.drain()
+        transport = self._transport
+        # write() sends at once what the socket takes; drain() matters only when bytes are left
+        # queued (backpressure) or the transport is closing (it raises the connection's error).
+        if transport is None or transport.get_write_buffer_size() or transport.is_closing():
+            await self.writer.drain()
 
     async def receive(self) -> Any:
         """The next whole message; flushes pending output before waiting on the socket."""
@@ -278,16 +367,64 @@ class Connection:
                 raise _Closed()
             self.decoder.feed(data)
 
+    def _buffered(self, count: int) -> list[Any]:
+        """The next ``count`` messages as far as they are already received, without waiting.
+
+        They are decoded into the lookahead queue, which receive() serves first, so nothing is
+        lost or reordered. A decoding error ends the look (it is raised when receive() gets there).
+        """
+        ahead = self._lookahead
+        while len(ahead) < count and not (ahead and isinstance(ahead[-1], _Deferred)):
+            try:
+                msg = self.decoder.next_message()
+            except Exception as exc:  # noqa: BLE001 - re-raised when receive() reaches it
+                msg = _Deferred(exc)
+            if msg is None:
+                break
+            ahead.append(msg)
+        return ahead[:count]
+
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a session call on the worker pool; a cancelled caller leaves it running to the end."""
+        """Run a session call on the worker pool; a cancelled caller leaves it running to the end.
+
+        Leaner than ``run_in_executor`` + ``asyncio.shield`` (two futures chained across threads,
+        then a third): the worker hands its outcome straight to one loop future. ``_busy`` stays
+        set until the worker is done, whatever becomes of the caller, so that _cleanup waits for it
+        and the session is never closed under a running call.
+        """
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.server.executor, functools.partial(fn, *args))
-        self._inflight = future
+        waiter: asyncio.Future[T] = loop.create_future()
+        self._busy = True
         try:
-            return await asyncio.shield(future)
-        finally:
-            if future.done():
-                self._inflight = None
+            self.server.run_soon(self._work, loop, waiter, fn, args)
+        except BaseException:
+            self._busy = False
+            raise
+        return await waiter
+
+    def _work(self, loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[Any], fn: Callable[..., Any],
+              args: tuple[Any, ...]) -> None:
+        """In a worker thread: run the call, hand the outcome to the event loop."""
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - every outcome goes back to the caller
+            outcome: tuple[Any, BaseException | None] = (None, exc)
+        else:
+            outcome = (result, None)
+        with suppress(RuntimeError):  # the loop is gone (interpreter shutdown): nobody is waiting
+            loop.call_soon_threadsafe(self._worked, waiter, *outcome)
+
+    def _worked(self, waiter: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        """On the event loop: the worker call has ended."""
+        self._busy = False
+        if self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+        if waiter.done():  # the caller was cancelled; what it asked for is moot now
+            return
+        if error is None:
+            waiter.set_result(result)
+        else:
+            waiter.set_exception(error)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -323,13 +460,17 @@ class Connection:
     async def _cleanup(self) -> None:
         self.state = ConnectionState.CLOSED
         self.server.unregister(self)
-        if self._inflight is not None and not self._inflight.done():
+        if self._busy or (self._inflight is not None and not self._inflight.done()):
             # Cancelled in the middle of an engine call: stop it, and wait, so that close()
             # never runs beside it.
             if self.session is not None:
                 self.server.cancel_session(self.session)
             with suppress(BaseException):
-                await asyncio.wait([self._inflight])
+                if self._busy:
+                    self._idle = asyncio.get_running_loop().create_future()
+                    await self._idle
+                if self._inflight is not None:
+                    await asyncio.wait([self._inflight])
         for future in (self._inflight, self._opening):
             if future is not None and future.done() and not future.cancelled():
                 future.exception()  # retrieved: it was reported already, or is moot now
@@ -450,18 +591,22 @@ class Connection:
 
     async def _ready_for_query(self) -> None:
         """Notices, ParameterStatus, end of portals at transaction end, then ReadyForQuery."""
-        portals = list(self.portals.values())
-        status, notices, parameters, closed, deallocated = await self.call(
-            _transaction_state, self.active_session, portals)
+        self._send_ready(await self.call(_transaction_state, self.active_session, list(self.portals.values())))
+        await self.flush()
+
+    def _send_ready(self, ready: _Ready) -> None:
+        """Apply what _transaction_state found (in whichever worker call ran it), queue ReadyForQuery."""
+        status, notices, parameters, closed, deallocated = ready
         if closed:
             self.portals.clear()
-        if "*" in deallocated:
-            self.statements.clear()
-        for name in deallocated:
-            self.statements.pop(name, None)
-        self._send_updates(notices, parameters)
-        self.send(codec.encode_ready_for_query(status))
-        await self.flush()
+        if deallocated:
+            if "*" in deallocated:
+                self.statements.clear()
+            for name in deallocated:
+                self.statements.pop(name, None)
+        if notices or parameters:
+            self._send_updates(notices, parameters)
+        self.send(_READY_FOR_QUERY.get(status) or codec.encode_ready_for_query(status))
 
     def _send_updates(self, notices: list[PgError], parameters: dict[str, str]) -> None:
         for notice in notices:
@@ -502,13 +647,27 @@ class Connection:
 
     async def _simple_query(self, msg: Query) -> None:
         self.statements.pop("", None)
-        await self._drop_portal("")
-        executions: list[Execution] = []
+        previous = self.portals.pop("", None)
+        # One worker call runs the whole query when it can (see _simple_query_run); the rest of
+        # this method is the message-at-a-time path, for where that call stopped.
+        run = await self.call(_simple_query_run, self.active_session, msg.sql,
+                              previous.execution if previous is not None else None, self._batch_rows,
+                              list(self.portals.values()))
+        if run.drop_error is not None:
+            raise run.drop_error
+        for data in run.out:
+            self.send(data)
+        if run.finished:
+            if run.tail_error is not None:
+                raise run.tail_error
+            assert run.ready is not None
+            self._send_ready(run.ready)
+            await self.flush()
+            return
+        executions = run.executions
         try:
-            executions = list(await self.call(self.active_session.simple_query, msg.sql))
-            if not executions:
-                self.send(codec.EMPTY_QUERY_RESPONSE)
-            for execution in executions:
+            await self._run_statement(executions[run.index], run.shape, run.fetched)
+            for execution in executions[run.index + 1:]:
                 await self._run_statement(execution)
         except PgError as err:
             self.send_error(err)
@@ -518,13 +677,16 @@ class Connection:
             logger.warning("error in simple query: %s", exc, exc_info=True)
             self.send_error(_internal_error(exc))
         finally:
-            if executions and self.state is not ConnectionState.CLOSED:
+            if self.state is not ConnectionState.CLOSED:
                 await self.call(_close_executions, executions)
         self.state = ConnectionState.READY
         await self._ready_for_query()
 
-    async def _run_statement(self, execution: Execution) -> None:
-        shape = await self.call(_shape, execution)
+    async def _run_statement(self, execution: Execution, shape: _Shape | None = None,
+                             prefetched: _Fetched | None = None) -> None:
+        """One statement of a simple query; ``shape`` and its first batch when already fetched."""
+        if shape is None:
+            shape = await self.call(_shape, execution)
         if shape.copy_in is not None:
             await self._copy_in(shape)
             return
@@ -532,7 +694,7 @@ class Connection:
         formats = [0] * len(columns) if columns is not None else []
         if columns is not None:
             self.send(_row_description(columns, formats))
-        _, tag, parameters = await self._send_rows(execution, columns, formats, 0)
+        _, tag, parameters = await self._send_rows(execution, columns, formats, 0, prefetched)
         self.send(codec.encode_command_complete(tag or ""))
         self._send_updates([], parameters)
 
@@ -592,13 +754,119 @@ class Connection:
 
     # ------------------------------------------------------------------ extended query
 
-    @_extended_step
     async def _parse(self, msg: Parse) -> None:
+        run = await self._parse_step(msg)
+        if run is not None and run.synced:
+            await self._answer_sync(run)
+
+    @_extended_step
+    async def _parse_step(self, msg: Parse) -> _PipelineRun | None:
         if msg.name and msg.name in self.statements:
             raise PgError("42P05", f'prepared statement "{msg.name}" already exists')
-        prepared, desc = await self.call(_prepare, self.active_session, msg.sql, list(msg.param_oids))
-        self.statements[msg.name] = _Statement(prepared, desc, msg.param_oids)
+        pipeline = self._pipeline(msg)
+        if pipeline is None:
+            prepared, desc = await self.call(_prepare, self.active_session, msg.sql, list(msg.param_oids))
+            self.statements[msg.name] = _Statement(prepared, desc, msg.param_oids)
+            self.send(codec.PARSE_COMPLETE)
+            return None
+        run = await self._run_pipeline(pipeline, None)
+        if run.parse_error is not None:
+            raise run.parse_error
+        assert run.statement is not None
+        self.statements[msg.name] = run.statement
         self.send(codec.PARSE_COMPLETE)
+        del self._lookahead[0]  # the Bind, answered here
+        return self._answer_bound(pipeline, run)
+
+    def _pipeline(self, first: Parse | Bind) -> _Pipeline | None:
+        """``[Parse] Bind [Describe portal] Execute [Sync]`` from ``first`` on, if already received.
+
+        A Parse is taken along only with a Sync after the Execute, so that the Bind of a pipeline
+        of many (psycopg's executemany) still reaches the bind_many batching.
+        """
+        if type(first) is Parse:
+            ahead = self._buffered(4)
+            if not ahead or type(ahead[0]) is not Bind or ahead[0].statement != first.name:
+                return None
+            parse: Parse | None = first
+            bind: Bind = ahead[0]
+            del ahead[0]
+        else:
+            assert type(first) is Bind
+            ahead = self._buffered(3)
+            parse, bind = None, first
+        portal = bind.portal
+        described = bool(ahead) and type(ahead[0]) is Describe and ahead[0].kind == "P" and ahead[0].name == portal
+        if described:
+            del ahead[0]
+        if not ahead or type(ahead[0]) is not Execute or ahead[0].portal != portal:
+            return None
+        sync = len(ahead) > 1 and type(ahead[1]) is Sync
+        if parse is not None and not sync:
+            return None
+        return _Pipeline(parse, bind, described, ahead[0], sync)
+
+    async def _run_pipeline(self, pipeline: _Pipeline, statement: _Statement | None) -> _PipelineRun:
+        bind = pipeline.bind
+        portals = self.portals
+        previous = portals.get(bind.portal)
+        others = [p for name, p in portals.items() if name != bind.portal] if portals else []
+        max_rows = pipeline.execute.max_rows
+        want = self._batch_rows if max_rows <= 0 else min(self._batch_rows, max_rows)
+        return await self.call(_run_pipeline, self.active_session, pipeline, statement,
+                               bool(bind.portal) and previous is not None, previous, want, others)
+
+    def _answer_bound(self, pipeline: _Pipeline, run: _PipelineRun) -> _PipelineRun | None:
+        """Answer the Bind, Describe and Execute that _run_pipeline ran, as far as it ran them.
+
+        The lookahead still holds what follows the Bind; every message answered here leaves it.
+        Errors are raised as the message-at-a-time handler would raise them (ErrorResponse, then
+        discard until Sync). Returns the run when the Sync that follows is answered too.
+        """
+        name = pipeline.bind.portal
+        if run.replaced:
+            self.portals.pop(name, None)
+        if run.bind_error is not None:
+            raise run.bind_error
+        portal = run.portal
+        assert portal is not None
+        self.portals[name] = portal
+        self.send(codec.BIND_COMPLETE)
+        if pipeline.described:
+            del self._lookahead[0]
+            self.send(_portal_description(portal))
+        fetched = run.fetched
+        if fetched is None:
+            if run.fetch_error is None:
+                return None  # COPY, or an error kept for Execute: the Execute handler goes on
+            del self._lookahead[0]
+            raise run.fetch_error
+        if not run.complete:
+            portal.shape.prefetched = fetched  # more batches: the Execute handler sends this one first
+            return None
+        del self._lookahead[0]
+        for notice in fetched.notices:
+            self.send(codec.encode_notice_response(notice))
+        self.send(fetched.payload)
+        if fetched.done or fetched.rows == 0:
+            self.send(codec.encode_command_complete(fetched.tag or ""))
+            if fetched.parameters:
+                self._send_updates([], fetched.parameters)
+        else:
+            self.send(codec.PORTAL_SUSPENDED)
+        return run if run.synced else None
+
+    async def _answer_sync(self, run: _PipelineRun) -> None:
+        """Answer the Sync that _run_pipeline ran, as _sync would."""
+        del self._lookahead[0]
+        self.state = ConnectionState.READY
+        if run.sync_error is not None:
+            self.send_error(run.sync_error)
+        if run.tail_error is not None:
+            raise run.tail_error
+        assert run.ready is not None
+        self._send_ready(run.ready)
+        await self.flush()
 
     def _buffered_bind_run(self, first: Bind) -> tuple[list[tuple[Bind, bool]], int]:
         """A pipeline's run of Bind [Describe P] Execute(all rows) on the unnamed portal for the same
@@ -665,8 +933,13 @@ class Connection:
             self.send(codec.encode_command_complete(tag))
         return True
 
-    @_extended_step
     async def _bind(self, msg: Bind) -> None:
+        run = await self._bind_step(msg)
+        if run is not None and run.synced:
+            await self._answer_sync(run)
+
+    @_extended_step
+    async def _bind_step(self, msg: Bind) -> _PipelineRun | None:
         statement = self.statements.get(msg.statement)
         if statement is None:
             raise PgError("26000", f'prepared statement "{msg.statement}" does not exist')
@@ -674,14 +947,11 @@ class Connection:
             groups, span = self._buffered_bind_run(msg)
             if len(groups) > 1 and await self._bind_batch(statement, groups):
                 del self._lookahead[:span]
-                return
-        if msg.portal and msg.portal in self.portals:
-            raise PgError("42P03", f'portal "{msg.portal}" already exists')
-        oids = statement.param_oids()
-        formats = _param_formats(msg.param_formats, len(msg.params))
-        if len(msg.params) != len(oids):
-            raise PgError("08P01", f'bind message supplies {len(msg.params)} parameters, but prepared '
-                                   f'statement "{msg.statement}" requires {len(oids)}')
+                return None
+        pipeline = self._pipeline(msg)
+        if pipeline is not None:
+            return self._answer_bound(pipeline, await self._run_pipeline(pipeline, statement))
+        oids, formats = _bind_arguments(statement, msg, bool(msg.portal) and msg.portal in self.portals)
         previous = self.portals.pop(msg.portal, None)
         execution, shape = await self.call(_bind, self.active_session, statement.prepared, msg.params, oids, formats,
                                            previous.execution if previous is not None else None)
@@ -692,6 +962,7 @@ class Connection:
             raise
         self.portals[msg.portal] = _Portal(execution, shape, result_formats)
         self.send(codec.BIND_COMPLETE)
+        return None
 
     @_extended_step
     async def _describe(self, msg: Describe) -> None:
@@ -702,13 +973,12 @@ class Connection:
             self.send(codec.encode_parameter_description(statement.param_oids()))
             columns = statement.desc.columns
             formats = [0] * len(columns) if columns is not None else []
+            self.send(_row_description(columns, formats) if columns is not None else codec.NO_DATA)
         else:
             portal = self.portals.get(msg.name)
             if portal is None:
                 raise PgError("34000", f'portal "{msg.name}" does not exist')
-            columns = portal.shape.columns if portal.shape.copy_in is None else None
-            formats = portal.formats
-        self.send(_row_description(columns, formats) if columns is not None else codec.NO_DATA)
+            self.send(_portal_description(portal))
 
     @_extended_step
     async def _execute(self, msg: Execute) -> None:
@@ -856,9 +1126,121 @@ def _bind(session: Session, prepared: PreparedStatement, raw: Sequence[bytes | N
         raise
 
 
-def _transaction_state(
-    session: Session, portals: list[_Portal]
-) -> tuple[str, list[PgError], dict[str, str], bool, list[str]]:
+def _run_pipeline(session: Session, pipeline: _Pipeline, statement: _Statement | None, portal_exists: bool,
+                  previous: _Portal | None, want: int, others: list[_Portal]) -> _PipelineRun:
+    """Parse, Bind, Execute's first batch and Sync in one worker call: the same session calls, in
+    the same order, as the message-at-a-time handlers make; it stops where they would answer with an
+    error, and where Execute needs the event loop (COPY) or more batches. ``previous``: the portal of
+    the Bind's name; ``others``: every other open portal (closed at Sync if the transaction ended)."""
+    run = _PipelineRun()
+    parse = pipeline.parse
+    if parse is not None:
+        try:
+            prepared, desc = _prepare(session, parse.sql, list(parse.param_oids))
+        except Exception as exc:  # noqa: BLE001 - answered by the event loop, as Parse's error
+            run.parse_error = exc
+            return run
+        statement = run.statement = _Statement(prepared, desc, parse.param_oids)
+    assert statement is not None
+    bind = pipeline.bind
+    try:
+        oids, formats = _bind_arguments(statement, bind, portal_exists)
+        run.replaced = previous is not None
+        execution, shape = _bind(session, statement.prepared, bind.params, oids, formats,
+                                 previous.execution if previous is not None else None)
+        try:
+            result_formats = _result_formats(bind.result_formats, shape.columns)
+        except PgError:
+            execution.close()
+            raise
+    except Exception as exc:  # noqa: BLE001 - answered by the event loop, as Bind's error
+        run.bind_error = exc
+        return run
+    portal = run.portal = _Portal(execution, shape, result_formats)
+    if shape.copy_in is not None or shape.error is not None:
+        return run
+    if shape.prefetched is not None:  # a statement without rows, run by _bind already
+        fetched, shape.prefetched = shape.prefetched, None
+    else:
+        try:
+            fetched = _fetch(session, execution, want, shape.columns, result_formats)
+        except Exception as exc:  # noqa: BLE001 - answered by the event loop, as Execute's error
+            run.fetch_error = exc
+            return run
+    run.fetched = fetched
+    max_rows = pipeline.execute.max_rows
+    run.complete = fetched.done or fetched.rows == 0 or 0 < max_rows <= fetched.rows
+    if not (run.complete and pipeline.sync):
+        return run
+    run.synced = True
+    try:
+        session.sync()
+    except PgError as err:
+        run.sync_error = err
+    except Exception as exc:  # noqa: BLE001 - raised by the event loop once the rest is sent
+        run.tail_error = exc
+        return run
+    try:
+        run.ready = _transaction_state(session, [*others, portal])
+    except Exception as exc:  # noqa: BLE001 - as above
+        run.tail_error = exc
+    return run
+
+
+def _simple_query_run(session: Session, sql: str, previous: Execution | None, want: int,
+                      portals: list[_Portal]) -> _SimpleRun:
+    """A simple Query in one worker call: the session calls of the message-at-a-time path, in its
+    order, with the answers encoded; it stops before a COPY and before a statement whose rows take
+    more than one batch, where the event loop goes on. ``previous``: the unnamed portal, closed first.
+    """
+    run = _SimpleRun()
+    if previous is not None:
+        try:
+            previous.close()
+        except Exception as exc:  # noqa: BLE001 - raised by the event loop
+            run.drop_error = exc
+            return run
+    out = run.out
+    try:
+        executions = run.executions = list(session.simple_query(sql))
+        if not executions:
+            out.append(codec.EMPTY_QUERY_RESPONSE)
+        for i, execution in enumerate(executions):
+            shape = _shape(execution)
+            if shape.copy_in is not None:
+                run.index, run.shape = i, shape
+                return run
+            columns = shape.columns
+            formats = [0] * len(columns) if columns is not None else []
+            fetched = _fetch(session, execution, want, columns, formats)
+            if not (fetched.done or fetched.rows == 0):
+                run.index, run.shape, run.fetched = i, shape, fetched
+                return run
+            if columns is not None:
+                out.append(_row_description(columns, formats))
+            for notice in fetched.notices:
+                out.append(codec.encode_notice_response(notice))
+            if fetched.payload:
+                out.append(fetched.payload)
+            out.append(codec.encode_command_complete(fetched.tag or ""))
+            for name, value in fetched.parameters.items():
+                out.append(codec.encode_parameter_status(name, value))
+    except PgError as err:
+        out.append(codec.encode_error_response(err))
+    except Exception as exc:  # noqa: BLE001 - the client gets XX000; the connection lives on
+        logger.warning("error in simple query: %s", exc, exc_info=True)
+        out.append(codec.encode_error_response(_internal_error(exc)))
+    run.finished = True
+    try:
+        if run.executions:
+            _close_executions(run.executions)
+        run.ready = _transaction_state(session, portals)
+    except Exception as exc:  # noqa: BLE001 - raised by the event loop once the answers are sent
+        run.tail_error = exc
+    return run
+
+
+def _transaction_state(session: Session, portals: list[_Portal]) -> _Ready:
     status = session.transaction_status
     closed = False
     if status == "I" and portals:
@@ -886,6 +1268,89 @@ def _close_session(session: Session, sink: CopyInSink | None, executions: list[E
     session.close()
 
 
+# ---------------------------------------------------------------------- the worker threads
+
+
+class SessionThreads(Executor):
+    """The threads that run session calls: ``run_soon`` for Connection.call, ``submit`` for the rest.
+
+    A query's one hop to a worker is most of its cost beside the engine's, and ThreadPoolExecutor
+    adds to each a Future (a Condition), two locks and an idle Semaphore, all Python, and its worker
+    still holds the GIL for that bookkeeping after the result is handed over, just when the event
+    loop wakes up to take it. ``run_soon`` is one queue put; the worker goes straight back to the
+    queue (releasing the GIL) once the call has reported its outcome itself.
+    """
+
+    def __init__(self, max_workers: int = 32, thread_name_prefix: str = "sqlvec-session") -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        # One entry per thread waiting for a job: list append and pop are atomic, a counter is not.
+        self._idle: list[None] = []
+        self._threads: list[threading.Thread] = []
+        self._max_workers = max_workers
+        self._prefix = thread_name_prefix
+        self._lock = threading.Lock()  # starting threads, shutting down
+        self._shutdown = False
+
+    def run_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on a worker; it reports its own outcome (an exception is only logged)."""
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new calls after shutdown")
+        self._jobs.put((fn, args))
+        try:
+            self._idle.pop()
+        except IndexError:  # every thread is busy: one more, up to the limit (else the job waits)
+            with self._lock:
+                if len(self._threads) < self._max_workers and not self._shutdown:
+                    thread = threading.Thread(target=self._worker, name=f"{self._prefix}_{len(self._threads)}",
+                                              daemon=True)
+                    thread.start()
+                    self._threads.append(thread)
+
+    def _worker(self) -> None:
+        jobs, idle = self._jobs, self._idle
+        first = True  # started for a job already queued: not idle yet
+        while True:
+            if not first:
+                idle.append(None)
+            first = False
+            job = jobs.get()
+            if job is None:  # shutdown: pass it on to the next thread
+                jobs.put(None)
+                return
+            fn, args = job
+            try:
+                fn(*args)
+            except BaseException:  # noqa: BLE001 - the thread must live on
+                logger.warning("error in a session thread", exc_info=True)
+            del job, fn, args  # drop references before blocking on the queue
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the future
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        self.run_soon(run)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            if not self._shutdown:
+                self._shutdown = True
+                self._jobs.put(None)
+            threads = list(self._threads)
+        if wait:
+            for thread in threads:
+                thread.join()
+
+
 # ---------------------------------------------------------------------- the server
 
 
@@ -894,8 +1359,8 @@ class WireServer:
 
     ``password``: None trusts every client (AuthenticationOk at once); a string requires
     SCRAM-SHA-256 with it, for every user name. ``executor``: the thread pool that runs
-    session calls (one is created when not given). Use :meth:`close` to stop listening
-    and end every connection.
+    session calls (a :class:`SessionThreads` is created when not given). Use :meth:`close` to
+    stop listening and end every connection.
     """
 
     def __init__(
@@ -903,7 +1368,7 @@ class WireServer:
         factory: SessionFactory,
         *,
         password: str | None = None,
-        executor: ThreadPoolExecutor | None = None,
+        executor: Executor | None = None,
         max_message_size: int = codec.DEFAULT_MAX_MESSAGE_SIZE,
         startup_timeout: float = 60.0,
         batch_rows: int = DEFAULT_BATCH_ROWS,
@@ -911,8 +1376,11 @@ class WireServer:
     ) -> None:
         self.factory = factory
         self.verifier = ScramVerifier.from_password(password) if password is not None else None
-        self.executor = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="sqlvec-session")
+        self.executor: Executor = executor or SessionThreads(max_workers=32, thread_name_prefix="sqlvec-session")
         self._owns_executor = executor is None
+        # How Connection.call starts a worker call: a given executor's submit (its Future unused).
+        self.run_soon: Callable[..., Any] = (self.executor.run_soon if isinstance(self.executor, SessionThreads)
+                                             else self.executor.submit)
         # Cancels must not queue behind the statements they cancel.
         self._cancel_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlvec-cancel")
         self.max_message_size = max_message_size
@@ -984,13 +1452,35 @@ class WireServer:
         self._cancel_executor.shutdown(wait=False)
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop where uvloop is installed, else asyncio's; ``SQLVEC_UVLOOP=0`` forces asyncio's.
+
+    The event loop's own work (socket reads and writes, waking the connection's task, taking a
+    worker's result) is a good part of a small query's cost; uvloop does it in C.
+    """
+    if os.environ.get("SQLVEC_UVLOOP", "1") != "0":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on :func:`new_event_loop`'s loop: the way to run a server."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(main)
+
+
 async def start_server(
     factory: SessionFactory,
     host: str,
     port: int,
     *,
     password: str | None = None,
-    executor: ThreadPoolExecutor | None = None,
+    executor: Executor | None = None,
     max_message_size: int = codec.DEFAULT_MAX_MESSAGE_SIZE,
     startup_timeout: float = 60.0,
 ) -> asyncio.Server:

@@ -7,6 +7,7 @@ Statements it understands (case-insensitive, one per ``;`` in a simple query):
 * any statement with ``$1..$n`` (``SELECT $1::int4, $2``): echoes its parameters back as one row,
   each column typed by the parameter's OID (the client's, else a ``::type`` cast, else text)
 * ``VECTORS <n> <dim>``: n rows of (id int8, v vector(dim))
+* ``NUMBERS <n>``: n rows of (n int4), 1..n: cheap to make, for measuring wire's own cost
 * ``BEGIN`` / ``COMMIT`` / ``ROLLBACK``: transaction status I / T / E
 * ``SET <name> = <value>``: a ParameterStatus change; ``NOTICE <text>``: a NoticeResponse
 * ``INSERT ...``: no rows, ``INSERT 0 1`` (its parameters are recorded)
@@ -20,7 +21,9 @@ Statements it understands (case-insensitive, one per ``;`` in a simple query):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
+import sys
 import threading
 import time
 import uuid
@@ -106,6 +109,11 @@ def rows_batch(start: int, stop: int) -> pa.RecordBatch:
     return pa.record_batch(arrays, names=[c.name for c in ROW_COLUMNS])
 
 
+@functools.lru_cache(maxsize=64)
+def _numbers(n: int) -> pa.Table:
+    return pa.table({"n": pa.array(range(1, n + 1), pa.int32())})
+
+
 _TYPE_NAMES = {
     "int2": T.INT2, "smallint": T.INT2, "int4": T.INT4, "int": T.INT4, "integer": T.INT4, "int8": T.INT8,
     "bigint": T.INT8, "text": T.TEXT, "varchar": T.VARCHAR, "float4": T.FLOAT4, "real": T.FLOAT4,
@@ -143,6 +151,8 @@ def arrow_for(oid: int, values: list[Any]) -> pa.Array:
 
 def on_worker(factory: FakeFactory) -> None:
     """wire/ must call the engine from its worker threads only, never on the event loop."""
+    if factory.trace is not None:  # which engine method was called, in order
+        factory.trace.append(sys._getframe(1).f_code.co_name)
     name = threading.current_thread().name
     if not name.startswith(("sqlvec-session", "sqlvec-cancel")):
         factory.off_worker_calls.append(name)
@@ -316,6 +326,9 @@ class FakeSession:
         if m := re.fullmatch(r"plain\s+(\d+)", low):  # SELECT n without the vector column
             n = int(m.group(1))
             return FakeExecution(self, "select", PLAIN_COLUMNS, rows_source=(1, n + 1), tag="", plain=True)
+        if m := re.fullmatch(r"numbers\s+(\d+)", low):  # cheap rows, to measure wire's own cost
+            n = int(m.group(1))
+            return FakeExecution(self, "select", [ColumnDesc("n", T.INT4)], table=_numbers(n))
         if m := re.fullmatch(r"vectors\s+(\d+)\s+(\d+)", low):
             n, dim = int(m.group(1)), int(m.group(2))
             values = np.arange(n * dim, dtype=np.float32) / 7
@@ -355,6 +368,8 @@ class FakeSession:
                 self.factory.sleeping.set()
                 cancelled = self.cancel_event.wait(seconds)
                 self.cancel_event.clear()
+                if self.factory.trace is not None:
+                    self.factory.trace.append("slept")
                 if cancelled:
                     raise PgError("57014", "canceling statement due to user request")
 
@@ -454,6 +469,7 @@ class FakeFactory:
         self.open_delay = 0.0
         self.sleeping = threading.Event()
         self.fetch_sizes: list[int] = []
+        self.trace: list[str] | None = None  # a list: every engine call's method name is appended
 
     def open_session(self, startup: StartupInfo) -> FakeSession:
         on_worker(self)

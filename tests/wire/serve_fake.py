@@ -10,7 +10,7 @@ import asyncio
 import sys
 
 from tests.wire.fake_session import FakeFactory
-from wire.server import WireServer
+from wire.server import WireServer, run
 
 
 async def main() -> None:
@@ -23,4 +23,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())  # uvloop's loop where it is installed, as the real server should run

@@ -261,3 +261,45 @@ def test_error_and_notice_fields() -> None:
     # NUL cannot appear inside a field; it is dropped rather than cutting the message.
     (m,) = fe.parse_backend(codec.encode_error_response(PgError("XX000", "a\x00b")))
     assert m.fields["M"] == "ab"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        fe.bind([b"1", None, b"", b"x" * 70_000], portal="p\u00e9", statement="s1", param_formats=[0, 1, 0, 1],
+                result_formats=[1, 0]),
+        fe.bind(),
+        fe.bind(statement="_pg3_0", result_formats=[1]),
+        fe.execute(), fe.execute("portal", 7), fe.execute("", -1),
+        fe.describe("P"), fe.describe("S", "stmt"), fe.close("P", "x"),
+        fe.parse("select $1, $2", "n", [23, 0]), fe.parse("select 'é'"),
+        fe.query("select 1"), fe.query(""), fe.SYNC, fe.FLUSH,
+        # irregular ones: the fast parser declines, the full one reports the error
+        fe.msg(b"B", b"p\x00s\x00" + struct.pack("!hh", 0, 1) + struct.pack("!i", -2)),
+        fe.msg(b"B", b"p\x00s\x00" + struct.pack("!hh", 0, 1) + struct.pack("!i", 9) + b"ab" + b"\x00\x00"),
+        fe.msg(b"E", b"\xff\x00" + struct.pack("!i", 0)),
+        fe.msg(b"D", b"P\xff\x00"),
+        fe.msg(b"P", b"n\x00sql\x00" + struct.pack("!h", 2) + struct.pack("!I", 23)),
+        fe.msg(b"Q", b"select '\xff'\x00"),
+        fe.msg(b"H", b"x"),
+    ],
+)
+def test_fast_parser_agrees_with_the_full_one(data: bytes) -> None:
+    """The hot messages take a shortcut parser; whatever it returns, the full parser returns too."""
+    body = data[5:]
+    fast = codec._parse_common(data[0], body)
+    try:
+        full: object = codec._parse_body(data[:1], body)
+    except (ProtocolError, MessageTextError) as exc:
+        full = exc
+    if fast is not None:
+        assert fast == full
+    else:  # declined: an irregular message, or one it does not cover
+        assert isinstance(full, (Exception, codec.Close))
+    d = FrontendDecoder(expect_startup=False)
+    d.feed(data)
+    if isinstance(full, Exception):
+        with pytest.raises(type(full)):
+            d.next_message()
+    else:
+        assert d.next_message() == full
