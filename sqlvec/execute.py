@@ -539,10 +539,18 @@ def _plain_winners(plan: VectorTopK, part: Part, positions: np.ndarray, dists: n
         spec = plan.__dict__["_plain_spec"] = _plain_spec(plan.projection, {c for c in part.data.column_names})
     if spec is None:
         return None
-    take = pa.array(positions, pa.int64())
-    columns = [pa.array(dists, pa.float64()) if name == DISTANCE else part.data.column(name).take(take)
+    columns = [pa.array(dists, pa.float64()) if name == DISTANCE else _gather(part.data.column(name), positions)
                for name, _ in spec]
     return pa.Table.from_arrays(columns, names=[out for _, out in spec])
+
+
+def _gather(column: pa.ChunkedArray, positions: np.ndarray) -> pa.Array:
+    """``column.take(positions)``; numpy indexing for a one-chunk column of numbers without NULLs
+    (a few microseconds, where Arrow's take costs tens for the ten rows of a top-k)."""
+    if column.num_chunks == 1 and column.null_count == 0 and (pa.types.is_integer(column.type)
+                                                              or pa.types.is_floating(column.type)):
+        return pa.array(column.chunk(0).to_numpy()[positions], column.type)
+    return column.take(pa.array(positions, pa.int64()))
 
 
 def _plain_spec(projection: Query, stored: set[str]) -> list[tuple[str, str]] | None:

@@ -317,7 +317,7 @@ def _int_text(arr: pa.Array) -> _Encoded:
     if _is_stringish(t):
         return arr
     if pa.types.is_integer(t):
-        return pc.cast(arr, pa.string())
+        return pc.cast(arr, pa.large_string())  # large: becomes the wire's large_binary by a view, not a cast
     if pa.types.is_boolean(t):
         return pc.cast(pc.cast(arr, pa.int8()), pa.string())
     if pa.types.is_decimal(t) and t.scale == 0:
