@@ -169,6 +169,8 @@ def build_index(dsn: str, sql: str, name: str, build_settings: list[tuple[str, s
                 if status.get("index") == name:
                     out["index_status"] = {k: v for k, v in status.items()
                                            if k not in ("table", "index", "method", "opclass", "params")}
+                    if status.get("bytes"):
+                        out["index_mb"] = round(int(status["bytes"]) / 2**20, 1)
         except psycopg.Error:
             pass
         try:

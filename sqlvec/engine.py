@@ -668,6 +668,7 @@ def index_status_table(store: Store) -> pa.Table:
         "rows_indexed": (pa.int64(), lambda r: r.rows_indexed),
         "growing_rows": (pa.int64(), lambda r: r.growing_rows),
         "growing_rows_indexed": (pa.int64(), lambda r: r.growing_rows_indexed),
+        "bytes": (pa.int64(), lambda r: r.bytes),
         "building": (pa.bool_(), lambda r: r.building),
         "error": (pa.string(), lambda r: r.error),
     }

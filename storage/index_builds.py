@@ -89,7 +89,8 @@ class IndexStatus:
     covering ``rows_indexed`` rows. ``growing_rows``: rows in the growing segment, ``growing_rows_indexed``
     of them in its growing index (a prefix). ``building``: a segment file of this index is being built
     now. ``error``: why a build of it failed (not retried until the store is reopened), else None.
-    ``build_seconds``: time spent building its segment files in this process.
+    ``build_seconds``: time spent building its segment files in this process. ``bytes``: size of its
+    segment files on disk (the in-memory growing index is not counted).
     """
 
     table: str
@@ -107,6 +108,7 @@ class IndexStatus:
     building: bool
     error: str | None
     build_seconds: float
+    bytes: int = 0
 
 
 class _Stopped(Exception):
@@ -406,10 +408,14 @@ class IndexService:
                     if failed is not None and failed[0] == state.growing.gen:
                         errors.append(f"growing index: {failed[1]}")
                     running = self._running is not None and self._running[:2] == (state.oid, index.oid)
+                    folder = table_folder(self.root, state.oid)
+                    size = sum(_file_size(folder / index_file_name(index.oid, s.segno))
+                               for s, k in zip(state.sealed, keys) if k in self._built)
                     out.append(IndexStatus(
                         state.name, index.name, index.column, index.method, index.metric, index.opclass,
                         index.params_dict, len(state.sealed), len(built), sum(built), state.growing.num_rows,
-                        grown, running, errors[0] if errors else None, self._build_seconds.get(index.oid, 0.0)))
+                        grown, running, errors[0] if errors else None, self._build_seconds.get(index.oid, 0.0),
+                        size))
         return out
 
     # --- the builder thread --------------------------------------------------------------------------
@@ -558,3 +564,10 @@ class IndexService:
             grow.add(vectors, positions + start, stop)
             with self._cond:
                 self._cond.notify_all()
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # removed by a drop meanwhile
+        return 0
