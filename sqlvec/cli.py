@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", default=_env("SQLVEC_DATA", "./data"), help="data directory (env SQLVEC_DATA)")
     s.add_argument("--password", default=_env("SQLVEC_PASSWORD", None),
                    help="require SCRAM-SHA-256 with this password; without it, trust (env SQLVEC_PASSWORD)")
-    s.add_argument("--seal-rows", type=int, default=int(_env("SQLVEC_SEAL_ROWS", "100000") or 100000),
+    s.add_argument("--seal-rows", type=int, default=int(_env("SQLVEC_SEAL_ROWS", "1000000") or 1000000),
                    help="rows per sealed segment (env SQLVEC_SEAL_ROWS)")
     s.add_argument("--growing-index-rows", type=int,
                    default=int(_env("SQLVEC_GROWING_INDEX_ROWS", "10000") or 10000),

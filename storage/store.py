@@ -121,7 +121,7 @@ class Store:
     # --- opening and closing -------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, seal_rows: int = 100_000, fsync: bool = True,
+    def open(cls, path: str | os.PathLike[str], *, seal_rows: int = 1_000_000, fsync: bool = True,
              wal_segment_bytes: int = 64 << 20, checkpoint_wal_bytes: int = 256 << 20,
              build_indexes: bool = True, growing_index_rows: int = 10_000, index_build_threads: int = 0) -> Store:
         """Open (creating if missing) the data directory at ``path`` and recover it.
