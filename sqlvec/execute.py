@@ -72,29 +72,87 @@ class Result:
 
 
 class VectorCache:
-    """Dense matrices of segments' vector columns, keyed by (segment key, column)."""
+    """Dense matrices of segments' vector columns, keyed by (segment key, column).
+
+    A sealed segment's matrix is a zero-copy view of its memory-mapped file. The growing segment is
+    append-only within one generation (its key changes with every append), so its matrix is kept in a
+    buffer that is extended by the new rows only, never rebuilt: otherwise a query after each insert
+    would copy the whole growing segment (up to ``--seal-rows`` rows).
+    """
 
     def __init__(self, max_entries: int = 256) -> None:
         self._entries: OrderedDict[tuple[str, str], flat.VectorMatrix] = OrderedDict()
+        self._growing: OrderedDict[tuple[str, str], _GrowingMatrix] = OrderedDict()
         self._lock = threading.Lock()
         self.max_entries = max_entries
 
     def get(self, part: Part, column: str, dim: int) -> flat.VectorMatrix:
+        seg = part.segment
+        if seg is not None and not seg.sealed and part.key == seg.segment_id:
+            return self._get_growing(part, seg.segment_id.rsplit(".", 1)[0], column, dim)
         key = (part.key, column)
         with self._lock:
             vm = self._entries.get(key)
             if vm is not None:
                 self._entries.move_to_end(key)
                 return vm
-        try:
-            vm = flat.VectorMatrix.from_arrow(part.data.column(column), dim)
-        except flat.DimensionMismatch as e:
-            raise PgError("22000", str(e)) from None
+        vm = _matrix(part.data.column(column), dim)
         with self._lock:
             self._entries[key] = vm
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
         return vm
+
+    def _get_growing(self, part: Part, generation: str, column: str, dim: int) -> flat.VectorMatrix:
+        key = (generation, column)
+        n = part.data.num_rows
+        with self._lock:
+            grow = self._growing.get(key)
+            if grow is None or grow.dim != dim:
+                grow = self._growing[key] = _GrowingMatrix(dim)
+                while len(self._growing) > self.max_entries:
+                    self._growing.popitem(last=False)
+            self._growing.move_to_end(key)
+            if grow.rows < n:  # under the lock: one thread appends, the others then find the rows there
+                grow.append(_matrix(part.data.column(column).slice(grow.rows, n - grow.rows), dim))
+            return grow.view(n)
+
+
+def _matrix(column: pa.ChunkedArray, dim: int) -> flat.VectorMatrix:
+    try:
+        return flat.VectorMatrix.from_arrow(column, dim)
+    except flat.DimensionMismatch as e:
+        raise PgError("22000", str(e)) from None
+
+
+class _GrowingMatrix:
+    """The growing segment's vectors, norms and validity in buffers that double when full. Views
+    handed out stay valid: appends write past them, and a reallocation leaves the old buffer to its
+    views."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.rows = 0
+        self.matrix = np.zeros((0, dim), np.float32)
+        self.norms = np.zeros(0, np.float32)
+        self.valid = np.zeros(0, bool)
+
+    def append(self, vm: flat.VectorMatrix) -> None:
+        end = self.rows + len(vm.valid)
+        if end > len(self.valid):
+            cap = max(end, 2 * len(self.valid), 1024)
+            for name in ("matrix", "norms", "valid"):
+                old = getattr(self, name)
+                new = np.zeros((cap, *old.shape[1:]), old.dtype)
+                new[: self.rows] = old[: self.rows]
+                setattr(self, name, new)
+        self.matrix[self.rows:end] = vm.matrix
+        self.norms[self.rows:end] = vm.sq_norms
+        self.valid[self.rows:end] = vm.valid
+        self.rows = end
+
+    def view(self, n: int) -> flat.VectorMatrix:
+        return flat.VectorMatrix(self.matrix[:n], self.valid[:n], self.norms[:n])
 
 
 class StatementContext:

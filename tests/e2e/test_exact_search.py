@@ -128,3 +128,31 @@ def test_dimension_mismatch_in_expressions(conn):
 
     with pytest.raises(psycopg.errors.DataException, match="different vector dimensions 2 and 3"):
         conn.execute("SELECT '[1,2]'::vector <-> '[1,2,3]'::vector")
+
+
+def test_search_follows_appends_to_the_growing_segment(conn, table_name):
+    """The growing segment's vectors are cached and extended by new rows only: every query after an
+    insert (or delete) must still see exactly the committed rows."""
+    rng = np.random.default_rng(11)
+    conn.execute(f"CREATE TABLE {table_name} (id int PRIMARY KEY, e vector(8))")
+    rows: dict[int, np.ndarray | None] = {}
+    next_id = 0
+    for step in range(30):
+        batch = {next_id + i: (None if (next_id + i) % 13 == 0 else rng.standard_normal(8).astype(np.float32))
+                 for i in range(1 + step % 4)}
+        next_id += len(batch)
+        with conn.cursor() as cur:
+            cur.executemany(f"INSERT INTO {table_name} VALUES (%s, %s)",
+                            [(i, None if v is None else vec(v)) for i, v in batch.items()])
+        rows.update(batch)
+        if step % 7 == 6:
+            gone = sorted(rows)[step % 5]
+            conn.execute(f"DELETE FROM {table_name} WHERE id = %s", [gone])
+            del rows[gone]
+        q = rng.standard_normal(8).astype(np.float32)
+        got = [r[0] for r in conn.execute(f"SELECT id FROM {table_name} ORDER BY e <-> %s LIMIT 5",
+                                          [vec(q)]).fetchall()]
+        ids = [i for i, v in rows.items() if v is not None]
+        d = ground_truth(np.array([rows[i] for i in ids]).reshape(-1, 8), q, "l2")
+        want = ([ids[j] for j in np.argsort(d, kind="stable")] + [i for i, v in rows.items() if v is None])[:5]
+        assert got == want, (step, got, want)
