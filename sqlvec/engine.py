@@ -120,6 +120,14 @@ class Engine:
                 if cancelled is not None and cancelled.is_set():
                     raise PgError("57014", "canceling statement due to user request",
                                   detail=f'Index "{index}" is committed and goes on building in the background.')
+            failed = next((st.error for st in self.store.index_status()
+                           if st.index == index and st.error and not st.error.startswith("growing index")), None)
+            if failed is not None:
+                # As in PostgreSQL, a CREATE INDEX whose build fails leaves no index behind.
+                from storage import DropIndex
+
+                self.commit([DropIndex(index)])
+                raise PgError("XX000", f'could not build index "{index}": {failed}')
         return lsn
 
     def parse(self, sql: str) -> list[parser.Statement]:

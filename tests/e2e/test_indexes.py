@@ -372,3 +372,20 @@ def test_scann_on_odd_dimension(iconn, table_name):
     assert rows == [(10,)]
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         iconn.execute(f"CREATE INDEX ON {table_name} USING scann (e vector_l2_ops) WITH (dims_per_block = 2)")
+
+
+def test_failed_build_leaves_no_index(conn, table_name):
+    """ivfpq with 16-bit codes needs 65,536 training vectors; a 12,000-row segment cannot train it. As in
+    PostgreSQL, the failed CREATE INDEX leaves nothing behind and the table is still searched exactly."""
+    X = clustered(12000, 8, 5)
+    conn.execute(f"CREATE TABLE {table_name} (id int PRIMARY KEY, e vector(8))")
+    with conn.cursor().copy(f"COPY {table_name} (id, e) FROM STDIN") as cp:
+        for i, v in enumerate(X):
+            cp.write_row((i, vec(v)))
+    conn.execute("CHECKPOINT")
+    with pytest.raises(psycopg.errors.InternalError_, match="could not build index"):
+        conn.execute(f"CREATE INDEX pq16 ON {table_name} USING ivfpq (e vector_l2_ops) WITH (lists = 4, nbits = 16)")
+    assert "pq16" not in {r[1] for r in conn.execute("SHOW sqlvec.indexes").fetchall()}
+    got = conn.execute(f"SELECT id FROM {table_name} ORDER BY e <-> %s LIMIT 3", [vec(X[7])]).fetchall()
+    assert got[0][0] == 7
+    conn.execute(f"CREATE INDEX pq16 ON {table_name} USING ivfpq (e vector_l2_ops) WITH (lists = 4, m = 4)")
