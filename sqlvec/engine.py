@@ -299,7 +299,7 @@ class Session:
         self.notices: list[PgError] = []
         self.deallocations: list[str] = []
         self.cancelled = threading.Event()
-        self.last_search = ""  # SHOW sqlvec.last_search: how the last vector top-k of this session ran
+        self.last_search: list[tuple] | None = None  # how the last vector top-k ran, per segment
         self._first_report = True
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone='UTC'")
@@ -609,7 +609,7 @@ class Session:
         if name.lower() == "sqlvec.plans_made":  # diagnostic: how often the planner has run in this server
             return X.Result(pa.table({"sqlvec.plans_made": [str(self.engine.plans_made)]}), "SHOW")
         if name.lower() == "sqlvec.last_search":  # how this session's last vector search ran
-            return X.Result(pa.table({"sqlvec.last_search": [self.last_search]}), "SHOW")
+            return X.Result(pa.table({"sqlvec.last_search": [X.describe_search(self.last_search)]}), "SHOW")
         if name.lower() == "sqlvec.indexes":
             return X.Result(index_status_table(self.engine.store), "SHOW")
         if name.upper() == "ALL":

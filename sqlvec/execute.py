@@ -173,9 +173,10 @@ class StatementContext:
         self.notices = notices if notices is not None else []
         self.catalog = txn.catalog(snapshot.catalog) if txn else snapshot.catalog
 
-    def report_search(self, how: str) -> None:
+    def report_search(self, hows: list[tuple]) -> None:
+        """Keep how each segment was searched; SHOW sqlvec.last_search formats it (not every query)."""
         if self.session is not None:
-            self.session.last_search = how
+            self.session.last_search = hows
 
     def search_params(self) -> SearchParams:
         """Index search settings of the session as the statement runs (SET / SET LOCAL obeyed)."""
@@ -437,7 +438,7 @@ def run_vector_topk(plan: VectorTopK, ctx: StatementContext) -> Result:
         found = list(ctx.engine.search_pool.map(search, parts, allowed_masks))
     else:
         found = [search(part, allowed) for part, allowed in zip(parts, allowed_masks)]
-    ctx.report_search(_describe_search([f[3] for f in found]))
+    ctx.report_search([f[3] for f in found])
     if len(parts) == 1 and found[0][0] is not None and (found[0][2] is None or len(found[0][0]) >= want):
         # One segment (the common case of a sealed, indexed table): its top-k, already in result order
         # (nearest first, NaN last, ties by position = row id), is the answer; no merge needed.
@@ -584,9 +585,11 @@ class _SegmentSearch:
         return ids.astype(np.int64, copy=False), dist
 
 
-def _describe_search(hows: list[tuple]) -> str:
+def describe_search(hows: list[tuple] | None) -> str:
     """SHOW sqlvec.last_search: e.g. "index items_e_idx (hnsw): 3 sealed, 1 growing; exact: 1 segments
     (120 rows)" (rows searched exactly include the tail a growing index does not cover yet)."""
+    if hows is None:
+        return ""
     used: dict[tuple[str, str], list[int]] = {}
     exact_segments, exact_rows = 0, 0
     for how in hows:
