@@ -73,6 +73,30 @@ class VectorTopK(Plan):
 
 
 @dataclass
+class VectorRange(Plan):
+    """``SELECT ... FROM table WHERE column <op> query < upper [AND ... >= lower] [AND filter] ...``.
+
+    Executed by range search over the snapshot's segments (each segment's index where one matches the
+    operator, else exactly); ``projection`` (a Query over the rows found, ``__range``, where
+    ``__distance`` stands for the distance and ``__rowid`` breaks ties) gives the select list, ORDER BY
+    and LIMIT.
+    """
+
+    table: str
+    column: str
+    metric: str
+    query: exp.Expr
+    lower: exp.Expr | None
+    lower_inclusive: bool
+    upper: exp.Expr
+    upper_inclusive: bool
+    filter: exp.Expr | None
+    projection: Query
+    dim: int | None = None
+    returns_rows = True
+
+
+@dataclass
 class Insert(Plan):
     """INSERT: ``rows`` of expressions (VALUES), or a ``source`` query; optional RETURNING query."""
 

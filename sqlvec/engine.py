@@ -490,16 +490,16 @@ class Session:
             return describe(result.rows.schema, result.names, result.column_types)
         if not plan.returns_rows:
             return None
-        from planner.plan import CountStar, Query, VectorTopK
+        from planner.plan import CountStar, Query, VectorRange, VectorTopK
 
         ctx = self._context([None] * len(oids))
-        if isinstance(plan, VectorTopK):
+        if isinstance(plan, (VectorTopK, VectorRange)):
             schema = ctx.schema(plan.table)
             empty = schema.arrow_schema().empty_table()
             empty = empty.append_column(X.DUCK_ROWID, pa.array([], pa.int64())).append_column(
                 X.DISTANCE, pa.array([], pa.float64()))
             proj = plan.projection
-            rows = ctx.run_query(proj, {"__topk": empty})
+            rows = ctx.run_query(proj, {"__topk" if isinstance(plan, VectorTopK) else "__range": empty})
             return describe(rows.schema, proj.names, proj.column_types)
         if isinstance(plan, CountStar):
             return [ColumnDesc(plan.name, 20, -1, 8)]

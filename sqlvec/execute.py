@@ -38,6 +38,7 @@ from planner.plan import (
     Insert,
     Plan,
     Query,
+    VectorRange,
     VectorTopK,
 )
 from planner.planner import relation_names
@@ -495,6 +496,111 @@ def run_vector_topk(plan: VectorTopK, ctx: StatementContext) -> Result:
     if rows is None:
         rows = ctx.run_query(plan.projection, {"__topk": winners})
     return Result(rows, "", plan.projection.names, plan.projection.column_types)
+
+
+def run_vector_range(plan: VectorRange, ctx: StatementContext) -> Result:
+    """Every row whose distance lies within the bounds (and that passes the filter), through each
+    segment's index range search where one matches the operator, else exactly; then the select list,
+    ORDER BY and LIMIT in DuckDB over those rows."""
+    schema = ctx.schema(plan.table)
+    q = _query_vector(plan, ctx)  # type: ignore[arg-type]
+    lower, upper = _range_bounds(plan, ctx)
+    names = [c.name for c in schema.columns]
+    pieces = []
+    if q is not None and lower is not None and upper is not None and upper > lower:
+        alias = plan.projection.ast.args["from_"].this.alias
+        parts = ctx.parts(plan.table)
+        masks = []
+        for part in parts:
+            ctx.check_cancel()
+            allowed = part.live
+            if plan.filter is not None:
+                mask = _filter_mask(plan, part, alias, ctx)  # type: ignore[arg-type]
+                allowed = mask if allowed is None else (allowed & mask)
+            masks.append(allowed)
+        search = _SegmentRange(plan, ctx, q, lower, upper, _usable_indexes(schema, plan))  # type: ignore[arg-type]
+        if len(parts) > 1:
+            found = list(ctx.engine.search_pool.map(search, parts, masks))
+        else:
+            found = [search(part, allowed) for part, allowed in zip(parts, masks)]
+        ctx.report_search([f[2] for f in found])
+        ctx.check_cancel()
+        for part, (pos, dist, _) in zip(parts, found):
+            if len(pos):
+                rows = part.data.select(names + [ROWID]).take(pa.array(pos, pa.int64()))
+                rows = rows.rename_columns(names + [DUCK_ROWID])
+                pieces.append(rows.append_column(DISTANCE, pa.array(dist, pa.float64())))
+    if pieces:
+        found_rows = concat(pieces)
+    else:
+        empty = schema.arrow_schema()
+        found_rows = empty.append(pa.field(DUCK_ROWID, pa.int64())).append(
+            pa.field(DISTANCE, pa.float64())).empty_table()
+    rows = ctx.run_query(plan.projection, {"__range": found_rows})
+    return Result(rows, "", plan.projection.names, plan.projection.column_types)
+
+
+def _range_bounds(plan: VectorRange, ctx: StatementContext) -> tuple[float | None, float | None]:
+    """The bounds as the half-open interval [lower, upper) that range search takes (an inclusive upper
+    bound becomes the next float above it, an exclusive lower one likewise); None when a bound is NULL
+    (then no row matches, as distance < NULL is never true)."""
+    def value(e: exp.Expr) -> float | None:
+        v = constant_value(e, ctx.params)
+        if v is None:
+            return None
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            raise PgError("22P02", f'invalid input syntax for type double precision: "{v}"') from None
+
+    upper = value(plan.upper)
+    if upper is not None and plan.upper_inclusive:
+        upper = float(np.nextafter(upper, np.inf))
+    lower: float | None = -np.inf
+    if plan.lower is not None:
+        lower = value(plan.lower)
+        if lower is not None and not plan.lower_inclusive:
+            lower = float(np.nextafter(lower, np.inf))
+    return lower, upper
+
+
+class _SegmentRange:
+    """The rows of one part within the bounds: (positions, distances, how it was searched)."""
+
+    def __init__(self, plan: VectorRange, ctx: StatementContext, q: np.ndarray, lower: float, upper: float,
+                 indexes: list[IndexSchema]) -> None:
+        self.plan, self.ctx, self.q, self.lower, self.upper, self.indexes = plan, ctx, q, lower, upper, indexes
+        self.params = ctx.search_params() if indexes else None
+
+    def __call__(self, part: Part, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, tuple]:
+        _one_openmp_thread()
+        plan, q = self.plan, self.q
+        n = part.data.num_rows
+        vm = self.ctx.engine.vectors.get(part, plan.column, plan.dim or len(q))
+        mask = vm.valid if allowed is None else (vm.valid & allowed)
+        handle = None
+        if part.segment is not None:
+            for index in self.indexes:
+                handle = self.ctx.snapshot.segment_index(plan.table, index.name, part.segment)
+                if handle is not None and handle.covered > 0:
+                    break
+                handle = None
+        covered = 0
+        pos, dist = np.zeros(0, np.int64), np.zeros(0)
+        how: tuple = ("exact", n)
+        if handle is not None:
+            covered = min(handle.covered, n)
+            matrix = vm.matrix
+            lower = None if self.lower == -np.inf else self.lower
+            pos, dist = handle.range_search(q.reshape(1, -1), lower, self.upper, self.params, mask[:covered],
+                                            vectors_for_rerank=lambda rows: matrix[rows])[0]
+            how = ("index", index.name, index.method, part.segment.sealed, n - covered)  # type: ignore[union-attr]
+        if covered < n:  # rows without an index (or past a growing index's coverage): exact
+            rows = np.flatnonzero(mask[covered:]) + covered
+            d = flat.exact_distances(vm.matrix[rows], q, plan.metric)
+            keep = (d >= self.lower) & (d < self.upper)  # NaN never matches
+            pos, dist = np.concatenate([pos, rows[keep]]), np.concatenate([dist, d[keep]])
+        return pos.astype(np.int64, copy=False), dist, how
 
 
 def _usable_indexes(schema: TableSchema, plan: VectorTopK) -> list[IndexSchema]:
@@ -998,6 +1104,7 @@ EXECUTORS: dict[type, Callable[[Any, StatementContext], Result]] = {
     Query: run_query,
     CountStar: run_count,
     VectorTopK: run_vector_topk,
+    VectorRange: run_vector_range,
     Insert: run_insert,
     Delete: run_delete,
     CreateTable: run_create_table,
