@@ -11,6 +11,15 @@ differences). pgvector's distance operators become one expression class each:
 sqlglot's tokenizer has a fixed set of token types, so ``<#>`` and ``<+>`` reuse two token types
 that the Postgres grammar never produces; ``<=>`` (MySQL's null-safe equality, absent from
 PostgreSQL) is taken over for cosine distance.
+
+``WITHIN`` is sqlvec's range-search shorthand, rewritten while parsing into the comparisons it stands
+for (so every later stage, and DuckDB, sees plain SQL)::
+
+    d WITHIN r          ->  d < r
+    d WITHIN lo TO hi   ->  d >= lo AND d < hi
+
+It reuses MySQL's ``SOUNDS LIKE`` token type, which the Postgres grammar never produces; ``WITHIN GROUP``
+(ordered-set aggregates) is a longer keyword and keeps its meaning.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from sqlglot.tokens import TokenType
 
 _INNER_PRODUCT_TOKEN = TokenType.DCOLONDOLLAR
 _L1_TOKEN = TokenType.DCOLONPERCENT
+_WITHIN_TOKEN = TokenType.SOUNDS_LIKE
 
 
 class VectorDistance(exp.Expression, exp.Binary):
@@ -71,8 +81,19 @@ DISTANCE_FUNCTIONS: dict[str, str] = {
 }
 
 
+def _parse_within(self: PostgresParser, this: exp.Expr) -> exp.Expr:
+    """``this WITHIN r`` -> ``this < r``; ``this WITHIN lo TO hi`` -> ``this >= lo AND this < hi``."""
+    first = self._parse_bitwise()
+    if self._match_text_seq("TO"):
+        upper = self._parse_bitwise()
+        return exp.Paren(this=exp.and_(exp.GTE(this=this, expression=first),
+                                       exp.LT(this=this.copy(), expression=upper)))
+    return exp.LT(this=this, expression=first)
+
+
 class SqlVecParser(PostgresParser):
     EQUALITY = {k: v for k, v in PostgresParser.EQUALITY.items() if k != TokenType.NULLSAFE_EQ}
+    RANGE_PARSERS = {**PostgresParser.RANGE_PARSERS, _WITHIN_TOKEN: _parse_within}
     FACTOR = {
         **PostgresParser.FACTOR,
         TokenType.LR_ARROW: L2Distance,
@@ -104,6 +125,7 @@ class SqlVec(Postgres):
             "<=>": TokenType.NULLSAFE_EQ,
             "<#>": _INNER_PRODUCT_TOKEN,
             "<+>": _L1_TOKEN,
+            "WITHIN": _WITHIN_TOKEN,
         }
 
     Parser = SqlVecParser

@@ -64,8 +64,7 @@ def recognise_vector_range(node: Plan, catalog: Mapping[str, TableSchema]) -> Pl
     distance = None
     bounds: dict[str, tuple[exp.Expr, bool]] = {}
     rest: list[exp.Expr] = []
-    for conjunct in ast.args["where"].this.flatten() if isinstance(ast.args["where"].this, exp.And) \
-            else [ast.args["where"].this]:
+    for conjunct in _conjuncts(ast.args["where"].this):
         found = _bound(conjunct)
         if found is None:
             rest.append(conjunct)
@@ -111,6 +110,15 @@ def recognise_vector_range(node: Plan, catalog: Mapping[str, TableSchema]) -> Pl
     )
     plan.param_oids = node.param_oids
     return plan
+
+
+def _conjuncts(e: exp.Expr) -> list[exp.Expr]:
+    """The top-level AND terms, through parentheses (``WITHIN lo TO hi`` parses to a parenthesised AND)."""
+    if isinstance(e, exp.Paren):
+        return _conjuncts(e.this)
+    if isinstance(e, exp.And):
+        return _conjuncts(e.this) + _conjuncts(e.expression)
+    return [e]
 
 
 def _bound(e: exp.Expr) -> tuple[exp.Expr, list[tuple[str, exp.Expr, bool]]] | None:

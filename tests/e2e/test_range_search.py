@@ -147,3 +147,23 @@ def test_range_predicates_as_postgresql(conn, table_name):
                         "ORDER BY id DESC LIMIT 2", [q, q]).fetchall()
     assert [(i, str(d)) for i, d in rows] == [(6, "0.707"), (3, "2.000")]
     assert conn.execute(f"SELECT count(*) FROM {table_name} WHERE e <-> %s < 100", [q]).fetchone()[0] == 5
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_within(conn, ranged, metric):
+    """``d WITHIN r`` is ``d < r``; ``d WITHIN lo TO hi`` is ``lo <= d < hi``; nearest first."""
+    if REFERENCE:
+        pytest.skip("WITHIN is sqlvec's own syntax")
+    X, valid = ranged
+    q = X[33]
+    op = OPS[metric]
+    d = ground_truth(X, q, metric)
+    s = np.sort(d[valid])
+    lo, hi = between(s, 5), between(s, 30)
+    got = conn.execute(f"SELECT id FROM ranged WHERE e {op} %s WITHIN %s", [vec(q), hi]).fetchall()
+    assert [r[0] for r in got] == expected(X, valid, q, metric, -np.inf, hi)[0].tolist()
+    got = conn.execute(f"SELECT id, e {op} %s AS d FROM ranged WHERE e {op} %s WITHIN %s TO %s AND tag <> 0",
+                       [vec(q), vec(q), lo, hi]).fetchall()
+    want = expected(X, valid, q, metric, lo, hi, extra=np.arange(N) % 5 != 0)[0]
+    assert [r[0] for r in got] == want.tolist()
+    assert all(lo <= r[1] < hi for r in got)
