@@ -675,11 +675,13 @@ class _SegmentSearch:
         covered = min(handle.covered, n)
         head = None if allowed is None else allowed[:covered]
         matrix = vm.matrix
-        ids, dist = handle.search(q.reshape(1, -1), min(k, covered), self.params, head,
+        ids, dist = handle.search(q.reshape(1, -1), min(k, covered), self._for_filter(head, covered), head,
                                   vectors_for_rerank=lambda rows: matrix[rows])
         ids, dist = ids[0], dist[0]
         found = ids >= 0
         ids, dist = ids[found], dist[found]
+        if len(ids) < min(k, covered):
+            ids, dist = self._widen(handle, vm, head, q, min(k, covered), covered, n, ids, dist)
         if covered < n:  # rows appended after the (growing) index was last extended: exact
             tail = np.zeros(n, bool)
             tail[covered:] = True if allowed is None else allowed[covered:]
@@ -689,6 +691,43 @@ class _SegmentSearch:
             order = np.lexsort((ids, np.where(nan, 0.0, dist), nan))[:k]
             ids, dist = ids[order], dist[order]
         return ids.astype(np.int64, copy=False), dist
+
+
+    def _for_filter(self, head: np.ndarray | None, covered: int) -> SearchParams:
+        """Search settings scaled to the filter's selectivity: a filter admitting a fraction f of the rows
+        leaves a graph walk or a probed list about f as many candidates, so ef_search, probes and
+        leaves_to_search grow by 1/f (at most 16x); unfiltered queries use the settings as they are."""
+        p = self.params
+        if head is None or covered == 0:
+            return p
+        frac = np.count_nonzero(head) / covered
+        if frac >= 0.9:
+            return p
+        scale = min(16.0, 1.0 / max(frac, 1e-9))
+        return dataclasses.replace(p, ef_search=int(p.ef_search * scale), probes=int(np.ceil(p.probes * scale)),
+                                   leaves_to_search=int(np.ceil(p.leaves_to_search * scale)))
+
+    def _widen(self, handle: SegmentIndex, vm: flat.VectorMatrix, head: np.ndarray | None, q: np.ndarray,
+               want: int, covered: int, n: int, ids: np.ndarray, dist: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """The index came back short: a filter left the graph walk or the probed lists fewer allowed rows
+        than asked for. If more matching rows exist, search wider (8x ef_search / probes / leaves), and
+        if that is still short, search the matching rows exactly, so a filtered query never returns
+        fewer rows than there are matches."""
+        matching = vm.valid[:covered] if head is None else (vm.valid[:covered] & head)
+        if np.count_nonzero(matching) <= len(ids):
+            return ids, dist  # every match was found
+        p = self.params
+        wider = dataclasses.replace(p, ef_search=min(p.ef_search * 8, 1 << 16), probes=p.probes * 8,
+                                    leaves_to_search=p.leaves_to_search * 8 if p.leaves_to_search else 1 << 16)
+        matrix = vm.matrix
+        wids, wdist = handle.search(q.reshape(1, -1), want, wider, head, vectors_for_rerank=lambda rows: matrix[rows])
+        keep = wids[0] >= 0
+        if np.count_nonzero(keep) >= min(want, np.count_nonzero(matching)):
+            return wids[0][keep], wdist[0][keep]
+        allow = np.zeros(n, bool)
+        allow[:covered] = matching
+        return flat.topk(vm, allow, q, want, self.plan.metric)
 
 
 def describe_search(hows: list[tuple] | None) -> str:

@@ -872,13 +872,15 @@ def scann_available() -> bool:
     return _scann_module() is not None
 
 
-def scann_backend() -> str:
+def scann_backend(metric: str | None = None) -> str:
     """The backend a new ``scann`` index gets: ``$SQLVEC_SCANN_BACKEND`` (``faiss`` or ``scann``) when set,
-    else ``scann`` where the package is importable, else ``faiss``."""
+    else ``faiss`` for l2 (the package codes l2 vectors without the residual to their leaf: recall@10 0.6
+    against faiss's 0.99 at the same settings on clustered 16-d data, 0.959 against 0.995 on 100k x 128),
+    else ``scann`` where the package is importable (better for ip and cosine), else ``faiss``."""
     choice = os.environ.get(SCANN_BACKEND_ENV, "").strip().lower()
     if choice not in ("", "faiss", "scann"):
         raise ValueError(f"{SCANN_BACKEND_ENV} must be 'faiss' or 'scann', not {choice!r}")
-    if choice == "faiss":
+    if choice == "faiss" or (choice == "" and metric == "l2"):
         return "faiss"
     if scann_available():
         return "scann"
@@ -1240,7 +1242,7 @@ def create_index(method: str, metric: str, dim: int, params: IndexParams | None 
     if method not in _CLASSES:
         raise ValueError(f"unknown index method {method!r}; expected one of {', '.join(METHODS)}")
     kind = _CLASSES[method]
-    if method == "scann" and scann_backend() == "scann":
+    if method == "scann" and scann_backend(metric) == "scann":
         kind = ScannPackageIndex
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
