@@ -94,6 +94,8 @@ def _parse_within(self: PostgresParser, this: exp.Expr) -> exp.Expr:
 class SqlVecParser(PostgresParser):
     EQUALITY = {k: v for k, v in PostgresParser.EQUALITY.items() if k != TokenType.NULLSAFE_EQ}
     RANGE_PARSERS = {**PostgresParser.RANGE_PARSERS, _WITHIN_TOKEN: _parse_within}
+    # PostgreSQL has no lambdas: ``f(doc -> 'k')`` is a JSON path inside a call, not ``doc -> 'k'`` as a lambda
+    LAMBDAS: dict = {}
     FACTOR = {
         **PostgresParser.FACTOR,
         TokenType.LR_ARROW: L2Distance,
@@ -143,6 +145,11 @@ class SqlVecDuckDBGenerator(DuckDBGenerator):
     TRANSFORMS = {
         **DuckDBGenerator.TRANSFORMS,
         **{cls: _macro_sql(cls.duckdb_macro) for cls in DISTANCE_OPERATORS.values()},
+        # j -> 'k' / j ->> 'k' as function calls: DuckDB reads ``->`` inside a function's arguments as a lambda
+        exp.JSONExtract: lambda self, e: self.func("json_extract", e.this, e.expression),
+        exp.JSONExtractScalar: lambda self, e: self.func("json_extract_string", e.this, e.expression),
+        exp.JSONBExtract: lambda self, e: _json_path_sql("json_extract")(self, e),  # j #> '{a,b}'
+        exp.JSONBExtractScalar: lambda self, e: _json_path_sql("json_extract_string")(self, e),  # j #>> '{a,b}'
     }
 
     def datatype_sql(self, expression: exp.DataType) -> str:
@@ -153,6 +160,16 @@ class SqlVecDuckDBGenerator(DuckDBGenerator):
 
 class SqlVecDuckDB(DuckDB):
     Generator = SqlVecDuckDBGenerator
+
+
+def _path_macro(name: str, fn: str, most: int = 6) -> str:
+    """``name(j, p0, ..., pn)`` for n < ``most``, overloads of one macro: ``fn(j, '/p0/.../pn')``."""
+    overloads = []
+    for n in range(1, most + 1):
+        params = [f"p{i}" for i in range(n)]
+        pointer = " || '/' || ".join(params)
+        overloads.append(f"(j, {', '.join(params)}) AS {fn}(CAST(j AS JSON), '/' || {pointer})")
+    return f"CREATE OR REPLACE MACRO {name}" + ", ".join(overloads)
 
 
 # DuckDB macros giving pgvector's functions their PostgreSQL meaning over DuckDB lists and arrays.
@@ -179,4 +196,34 @@ DUCKDB_MACROS: tuple[str, ...] = (
     "CREATE OR REPLACE MACRO l2_norm(a) AS vector_norm(a)",
     "CREATE OR REPLACE MACRO l2_normalize(a) AS CASE WHEN vector_norm(a) = 0 THEN CAST(a AS FLOAT[]) "
     "ELSE CAST(list_transform(sqlvec_vec(a), lambda x: x / vector_norm(a)) AS FLOAT[]) END",
+    # PostgreSQL's jsonb functions over JSON text (DuckDB's json extension). jsonb_typeof names
+    # PostgreSQL's types; json_type says BIGINT / DOUBLE / UBIGINT for numbers and VARCHAR for strings.
+    *(f"CREATE OR REPLACE MACRO {name}(j) AS CASE WHEN j IS NULL THEN NULL "
+      "WHEN json_type(CAST(j AS JSON)) = 'OBJECT' THEN 'object' WHEN json_type(CAST(j AS JSON)) = 'ARRAY' THEN 'array' "
+      "WHEN json_type(CAST(j AS JSON)) = 'VARCHAR' THEN 'string' WHEN json_type(CAST(j AS JSON)) = 'BOOLEAN' "
+      "THEN 'boolean' WHEN json_type(CAST(j AS JSON)) = 'NULL' THEN 'null' ELSE 'number' END"
+      for name in ("jsonb_typeof",)),
+    *(f"CREATE OR REPLACE MACRO {name}(j) AS CASE WHEN json_type(CAST(j AS JSON)) = 'ARRAY' "
+      "THEN CAST(json_array_length(CAST(j AS JSON)) AS INTEGER) WHEN j IS NULL THEN NULL "
+      f"ELSE error('cannot get array length of a ' || (CASE WHEN json_type(CAST(j AS JSON)) = 'OBJECT' "
+      "THEN 'non-array' ELSE 'scalar' END)) END"
+      for name in ("jsonb_array_length",)),
+    # jsonb_extract_path(j, 'a', 'b') and _text, for up to 6 path elements: JSON pointers '/a/b'
+    # (only the jsonb names: DuckDB's own json_* functions keep theirs)
+    _path_macro("jsonb_extract_path", "json_extract"),
+    _path_macro("jsonb_extract_path_text", "json_extract_string"),
 )
+
+
+def _json_pointer(path: exp.Expr) -> exp.Expr:
+    """A PostgreSQL text-array path (``'{b,c,1}'``) as a JSON pointer (``'/b/c/1'``)."""
+    if isinstance(path, exp.Literal) and path.is_string:
+        items = [p.strip().strip('"') for p in path.this.strip().strip("{}").split(",") if p.strip()]
+        return exp.Literal.string("/" + "/".join(items))
+    return exp.DPipe(this=exp.Literal.string("/"), expression=exp.func(
+        "array_to_string", exp.func("string_split", exp.func("trim", path, exp.Literal.string("{}")),
+                                    exp.Literal.string(",")), exp.Literal.string("/")))
+
+
+def _json_path_sql(fn: str):
+    return lambda self, e: self.func(fn, exp.cast(e.this, exp.DType.JSON), _json_pointer(e.expression))
