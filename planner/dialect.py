@@ -149,6 +149,9 @@ class SqlVecDuckDBGenerator(DuckDBGenerator):
         exp.JSONExtract: lambda self, e: self.func("json_extract", e.this, e.expression),
         exp.JSONExtractScalar: lambda self, e: self.func("json_extract_string", e.this, e.expression),
         exp.JSONBExtract: lambda self, e: _json_path_sql("json_extract")(self, e),  # j #> '{a,b}'
+        exp.JSONBContainsTopKey: lambda self, e: self.func("sqlvec_jsonb_has_key", e.this, e.expression),  # ?
+        exp.JSONBContainsAnyTopKeys: lambda self, e: self.func("sqlvec_jsonb_has_any", e.this, e.expression),  # ?|
+        exp.JSONBContainsAllTopKeys: lambda self, e: self.func("sqlvec_jsonb_has_all", e.this, e.expression),  # ?&
         exp.JSONBExtractScalar: lambda self, e: _json_path_sql("json_extract_string")(self, e),  # j #>> '{a,b}'
     }
 
@@ -208,6 +211,18 @@ DUCKDB_MACROS: tuple[str, ...] = (
       f"ELSE error('cannot get array length of a ' || (CASE WHEN json_type(CAST(j AS JSON)) = 'OBJECT' "
       "THEN 'non-array' ELSE 'scalar' END)) END"
       for name in ("jsonb_array_length",)),
+    # j ? 'k': a top-level key of an object, a string element of an array, or the string itself
+    "CREATE OR REPLACE MACRO sqlvec_jsonb_has_key(j, k) AS CASE "
+    "WHEN j IS NULL OR k IS NULL THEN NULL "
+    "WHEN json_type(CAST(j AS JSON)) = 'OBJECT' THEN list_contains(json_keys(CAST(j AS JSON)), k) "
+    "WHEN json_type(CAST(j AS JSON)) = 'ARRAY' THEN list_contains(list_transform(from_json(CAST(j AS JSON), "
+    "'[\"JSON\"]'), lambda x: CASE WHEN json_type(x) = 'VARCHAR' THEN json_extract_string(x, '$') END), k) "
+    "WHEN json_type(CAST(j AS JSON)) = 'VARCHAR' THEN json_extract_string(CAST(j AS JSON), '$') = k "
+    "ELSE false END",
+    "CREATE OR REPLACE MACRO sqlvec_jsonb_has_any(j, ks) AS "
+    "list_bool_or(list_transform(ks, lambda k: sqlvec_jsonb_has_key(j, k)))",
+    "CREATE OR REPLACE MACRO sqlvec_jsonb_has_all(j, ks) AS "
+    "list_bool_and(list_transform(ks, lambda k: sqlvec_jsonb_has_key(j, k)))",
     # jsonb_extract_path(j, 'a', 'b') and _text, for up to 6 path elements: JSON pointers '/a/b'
     # (only the jsonb names: DuckDB's own json_* functions keep theirs)
     _path_macro("jsonb_extract_path", "json_extract"),

@@ -141,8 +141,29 @@ def _bind_query(
         table.set("this", exp.to_identifier(name, quoted=True))
     _check_columns(ast, scope, statement)
     ast = ast.transform(lambda e: _vector_to_text(e, scope))
+    ast = ast.transform(lambda e: _jsonb_containment(e, scope))
     ast = ast.transform(lambda e: _free_numeric_as_double(e, scope))
     return ast, scope, tuple(used)
+
+
+def _is_json(e: exp.Expr, scope: Scope) -> bool:
+    if isinstance(e, exp.Column):
+        ct = scope.column_type(e)
+        return ct is not None and ct.name in ("jsonb", "json")
+    if isinstance(e, exp.Cast):
+        return e.to.this in (exp.DType.JSON, exp.DType.JSONB)
+    return isinstance(e, (exp.JSONExtract, exp.JSONBExtract))
+
+
+def _jsonb_containment(e: exp.Expr, scope: Scope) -> exp.Expr:
+    """``a @> b`` / ``a <@ b`` on jsonb: PostgreSQL's containment (DuckDB's ``@>`` is for lists)."""
+    if not isinstance(e, (exp.ArrayContainsAll, exp.ArrayContainedBy)):
+        return e
+    if not (_is_json(e.this, scope) or _is_json(e.expression, scope)):
+        return e
+    outer, inner = (e.this, e.expression) if isinstance(e, exp.ArrayContainsAll) else (e.expression, e.this)
+    as_json = [exp.Cast(this=x.copy(), to=exp.DataType.build("JSON")) for x in (outer, inner)]
+    return exp.Anonymous(this="json_contains", expressions=as_json)
 
 
 def _free_numeric_as_double(e: exp.Expr, scope: Scope) -> exp.Expr:

@@ -75,3 +75,46 @@ def test_jsonb_paths_in_filters(conn, docs):
     assert conn.execute(f"SELECT id FROM {docs} WHERE doc #>> '{{b,c,2}}' = 'x'").fetchall() == [(1,)]
     assert conn.execute(f"SELECT id FROM {docs} WHERE jsonb_array_length(doc -> 'tags') = 0").fetchall() == [(2,)]
     assert conn.execute(f"SELECT id FROM {docs} WHERE jsonb_typeof(doc -> 's') = 'string'").fetchall() == [(1,)]
+
+
+CONTAINMENT = [  # (a, b, a @> b) as PostgreSQL answers
+    ('[1, 2, 3]', '[1, 3]', True),
+    ('{"a": [1, 2], "b": 1}', '{"a": [1]}', True),
+    ('"foo"', '"foo"', True),
+    ('["foo", "bar"]', '"foo"', True),
+    ('{"a": 1}', '{"a": 1, "b": 2}', False),
+    ('[1, [2, 3]]', '[[3]]', True),
+    ('{"a": {"b": 1, "c": 2}}', '{"a": {"c": 2}}', True),
+    ('{"a": 1}', '{}', True),
+    ('[1]', '[]', True),
+    ('1', '[1]', False),
+    ('{"a": 1}', '{"a": "1"}', False),
+]
+
+
+@pytest.mark.pg_compatible
+def test_jsonb_containment(conn, table_name):
+    conn.execute(f"CREATE TABLE {table_name} (id int PRIMARY KEY, a jsonb, b jsonb)")
+    with conn.cursor() as cur:
+        cur.executemany(f"INSERT INTO {table_name} VALUES (%s, %s, %s)",
+                        [(i, a, b) for i, (a, b, _) in enumerate(CONTAINMENT)])
+    got = dict(conn.execute(f"SELECT id, a @> b FROM {table_name} ORDER BY id").fetchall())
+    assert got == {i: want for i, (_, _, want) in enumerate(CONTAINMENT)}
+    got = dict(conn.execute(f"SELECT id, b <@ a FROM {table_name} ORDER BY id").fetchall())
+    assert got == {i: want for i, (_, _, want) in enumerate(CONTAINMENT)}
+    ids = [r[0] for r in conn.execute(f"SELECT id FROM {table_name} WHERE a @> '{{\"a\": [1]}}' ORDER BY id")]
+    assert ids == [1]
+
+
+@pytest.mark.pg_compatible
+def test_jsonb_key_operators(conn, docs):
+    def ids(where: str) -> list[int]:
+        return [r[0] for r in conn.execute(f"SELECT id FROM {docs} WHERE {where} ORDER BY id")]
+
+    assert ids("doc ? 'b'") == [1]
+    assert ids("doc ? 'zz'") == []
+    assert ids("doc -> 'tags' ? 'y'") == [1]
+    assert ids("doc ?| array['b', 'tags']") == [1, 2]
+    assert ids("doc ?& array['a', 'b']") == [1]
+    assert ids("doc -> 'tags' @> '[\"x\"]'") == [1]
+    assert ids("doc @> '{\"a\": 2}'") == [2]
