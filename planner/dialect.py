@@ -223,6 +223,11 @@ DUCKDB_MACROS: tuple[str, ...] = (
     "list_bool_or(list_transform(ks, lambda k: sqlvec_jsonb_has_key(j, k)))",
     "CREATE OR REPLACE MACRO sqlvec_jsonb_has_all(j, ks) AS "
     "list_bool_and(list_transform(ks, lambda k: sqlvec_jsonb_has_key(j, k)))",
+    # Milvus's JSON array helpers (DuckDB's json_contains already is Milvus's json_contains): all / any of
+    # the elements of the JSON array ``xs`` are elements of (contained in) the JSON array ``j``
+    "CREATE OR REPLACE MACRO json_contains_all(j, xs) AS json_contains(CAST(j AS JSON), CAST(xs AS JSON))",
+    "CREATE OR REPLACE MACRO json_contains_any(j, xs) AS list_bool_or(list_transform("
+    "from_json(CAST(xs AS JSON), '[\"JSON\"]'), lambda x: json_contains(CAST(j AS JSON), x)))",
     # jsonb_extract_path(j, 'a', 'b') and _text, for up to 6 path elements: JSON pointers '/a/b'
     # (only the jsonb names: DuckDB's own json_* functions keep theirs)
     _path_macro("jsonb_extract_path", "json_extract"),

@@ -118,3 +118,34 @@ def test_jsonb_key_operators(conn, docs):
     assert ids("doc ?& array['a', 'b']") == [1]
     assert ids("doc -> 'tags' @> '[\"x\"]'") == [1]
     assert ids("doc @> '{\"a\": 2}'") == [2]
+
+
+def test_milvus_json_helpers(conn, docs):
+    """json_contains / json_contains_all / json_contains_any as Milvus users write them."""
+    def ids(where: str) -> list[int]:
+        return [r[0] for r in conn.execute(f"SELECT id FROM {docs} WHERE {where} ORDER BY id")]
+
+    assert ids("""json_contains(doc -> 'tags', '"x"')""") == [1]
+    assert ids("""json_contains_all(doc -> 'tags', '["x", "y"]')""") == [1]
+    assert ids("""json_contains_all(doc -> 'tags', '["x", "z"]')""") == []
+    assert ids("""json_contains_any(doc -> 'tags', '["z", "y"]')""") == [1]
+    assert ids("""json_contains_any(doc -> 'tags', '["z"]')""") == []
+
+
+def test_json_filter_with_vector_search(conn, table_name):
+    import numpy as np
+
+    from tests.e2e.test_exact_search import ground_truth, vec
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((500, 4)).astype(np.float32)
+    conn.execute(f"CREATE TABLE {table_name} (id int PRIMARY KEY, e vector(4), meta jsonb)")
+    with conn.cursor().copy(f"COPY {table_name} (id, e, meta) FROM STDIN") as cp:
+        for i, v in enumerate(X):
+            cp.write_row((i, vec(v), json.dumps({"tags": ["even" if i % 2 == 0 else "odd", f"m{i % 7}"], "n": i})))
+    q = X[3]
+    rows = conn.execute(f"""SELECT id FROM {table_name} WHERE meta -> 'tags' @> '["odd"]' AND (meta ->> 'n')::int < 400
+                            ORDER BY e <-> %s LIMIT 5""", [vec(q)]).fetchall()
+    d = ground_truth(X, q, "l2")
+    d[(np.arange(500) % 2 == 0) | (np.arange(500) >= 400)] = np.inf
+    assert [r[0] for r in rows] == np.argsort(d, kind="stable")[:5].tolist()
