@@ -68,6 +68,8 @@ _UTILITY_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("deallocate", rf"^DEALLOCATE\s+(?:PREPARE\s+)?(?P<name>ALL|{_IDENT})$"),
         ("discard", r"^DISCARD\s+(?P<what>ALL|PLANS|SEQUENCES|TEMP|TEMPORARY)$"),
         ("checkpoint", r"^CHECKPOINT$"),
+        ("explain", r"^EXPLAIN\s+(?:\((?P<options>[^)]*)\)\s*|(?P<analyze>ANALY[SZ]E)\s+(?:VERBOSE\s+)?|VERBOSE\s+)?"
+                    r"(?P<statement>(?:SELECT|WITH|VALUES|TABLE)\b.*)$"),
         # storage needs neither: deleted rows are masked and compacted by storage, statistics are exact
         ("maintenance", r"^(?P<command>VACUUM|ANALYZE|ANALYSE)\b(?P<rest>.*)$"),
         # sqlglot parses one name only; the planner turns this into a DropIndex plan

@@ -178,4 +178,4 @@ class UtilityPlan(Plan):
 
     @property
     def returns_rows(self) -> bool:  # type: ignore[override]
-        return self.utility.kind == "show"
+        return self.utility.kind in ("show", "explain")

@@ -24,7 +24,7 @@ from sqlglot import exp
 from planner import parse as parser
 from planner.dialect import DUCKDB_MACROS
 from planner.errors import SqlError
-from planner.plan import CopyFrom, Plan, UtilityPlan
+from planner.plan import CopyFrom, Plan, UtilityPlan, VectorRange, VectorTopK
 from planner.planner import plan as make_plan
 from sqlvec import execute as X
 from sqlvec.results import describe
@@ -486,6 +486,8 @@ class Session:
         if isinstance(plan, UtilityPlan):
             if not plan.returns_rows:
                 return None
+            if plan.utility.kind == "explain":
+                return [ColumnDesc("QUERY PLAN", 25)]
             result = self._run_utility(plan)  # SHOW: no side effects, and its shape depends on the name
             return describe(result.rows.schema, result.names, result.column_types)
         if not plan.returns_rows:
@@ -631,6 +633,29 @@ class Session:
             return X.Result(None, "DEALLOCATE ALL")
         self.deallocations.append(parser.unquote_identifier(name))
         return X.Result(None, "DEALLOCATE")
+
+    def _u_explain(self, args: dict) -> X.Result:
+        """EXPLAIN [ANALYZE] of a query: how sqlvec runs it (vector search per segment: which index or
+        exact; anything else: the DuckDB SQL). ANALYZE runs it and adds rows, search and time."""
+        import time
+
+        statements = self.engine.parse(args["statement"])
+        if len(statements) != 1:
+            raise PgError("42601", "EXPLAIN takes one statement")
+        st = statements[0]
+        plan = self.plan_for(st, ())
+        lines = X.explain(plan, self._context(()))
+        options = (args.get("options") or "").lower()
+        if args.get("analyze") or "analyze" in options:
+            started = time.perf_counter()
+            result = self.run_statement(st, (), ())
+            elapsed = (time.perf_counter() - started) * 1000
+            rows = result.rows.num_rows if result.rows is not None else 0
+            lines.append(f"Actual rows: {rows}")
+            if isinstance(plan, (VectorTopK, VectorRange)):
+                lines.append(f"Searched: {X.describe_search(self.last_search)}")
+            lines.append(f"Execution Time: {elapsed:.3f} ms")
+        return X.Result(pa.table({"QUERY PLAN": lines}), "EXPLAIN")
 
     def _u_checkpoint(self, args: dict) -> X.Result:
         """Seal every growing segment into a segment file (indexed in the background) and cut the WAL."""

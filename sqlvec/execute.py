@@ -730,6 +730,55 @@ class _SegmentSearch:
         return flat.topk(vm, allow, q, want, self.plan.metric)
 
 
+_OPERATORS = {"l2": "<->", "ip": "<#>", "cosine": "<=>", "l1": "<+>"}
+
+
+def explain(plan: Plan, ctx: StatementContext) -> list[str]:
+    """EXPLAIN's lines for ``plan`` as it would run against ``ctx``'s snapshot now."""
+    if isinstance(plan, (VectorTopK, VectorRange)):
+        op = _OPERATORS[plan.metric]
+        if isinstance(plan, VectorTopK):
+            head = f"Vector Top-K on {plan.table} (ORDER BY {plan.column} {op} q LIMIT {plan.limit.sql(SqlVec)})"
+        else:
+            lo = f"{plan.lower.sql(SqlVec)} {'<=' if plan.lower_inclusive else '<'} " if plan.lower is not None else ""
+            hi = f"{'<=' if plan.upper_inclusive else '<'} {plan.upper.sql(SqlVec)}"
+            head = f"Vector Range Search on {plan.table} ({lo}{plan.column} {op} q {hi})"
+        lines = [head]
+        if plan.filter is not None:
+            p = ctx.search_params()
+            lines.append(f"  Filter: {plan.filter.sql(SqlVec)} (an allow-list inside each segment's search; a "
+                         f"segment where it admits at most sqlvec.exact_below = {p.exact_below} rows is searched "
+                         "exactly)")
+        indexes = _usable_indexes(ctx.schema(plan.table), plan)  # type: ignore[arg-type]
+        if not indexes:
+            lines.append(f"  No index serves {op} on {plan.column}: every segment is searched exactly")
+        for part in ctx.parts(plan.table):
+            seg = part.segment
+            kind = "pending rows of this transaction" if seg is None else ("sealed segment" if seg.sealed
+                                                                            else "growing segment")
+            how = "exact"
+            for index in indexes:
+                handle = ctx.snapshot.segment_index(plan.table, index.name, seg) if seg is not None else None
+                if handle is not None and handle.covered > 0:
+                    how = f"index {index.name} ({index.method}, {index.opclass})"
+                    if handle.covered < part.data.num_rows:
+                        how += f" over {handle.covered} rows, the last {part.data.num_rows - handle.covered} exactly"
+                    break
+            else:
+                if indexes:
+                    how = "exact (its index is not built yet)" if seg is not None and seg.sealed else "exact"
+            lines.append(f"  -> {kind}, {part.data.num_rows} rows: {how}")
+        if isinstance(plan, VectorRange) or plan.projection.ast.args.get("where") is not None:
+            lines.append(f"  Then in DuckDB: {plan.projection.ast.sql(SqlVec)}")
+        return lines
+    if isinstance(plan, CountStar):
+        return [f"Count of {plan.table} from segment metadata (exact, no scan)"]
+    if isinstance(plan, Query):
+        sql, _ = duckdb_sql(plan.ast)
+        return ["DuckDB over Arrow views of the snapshot:", f"  {sql}"]
+    return [type(plan).__name__]
+
+
 def describe_search(hows: list[tuple] | None) -> str:
     """SHOW sqlvec.last_search: e.g. "index items_e_idx (hnsw): 3 sealed, 1 growing; exact: 1 segments
     (120 rows)" (rows searched exactly include the tail a growing index does not cover yet)."""

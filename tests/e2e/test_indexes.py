@@ -436,3 +436,26 @@ def test_filtered_search_never_comes_back_short(conn, table_name, method, with_,
     conn.execute(usual)
     for fraction in fractions:
         assert run(fraction) >= 0.95, (method, fraction)
+
+
+def test_explain_shows_the_strategy(iconn, data, table_name):
+    X, queries = data
+    load(iconn, table_name, X)
+    q = vec(queries[0])
+
+    def explain(sql: str) -> str:  # EXPLAIN takes no parameters (yet): the vector is inlined
+        return "\n".join(r[0] for r in iconn.execute(sql.replace("%s", f"'{q}'")).fetchall())
+
+    plan = explain(f"EXPLAIN SELECT id FROM {table_name} ORDER BY e <-> %s LIMIT 5")
+    assert plan.startswith(f"Vector Top-K on {table_name}") and "No index serves <->" in plan
+    iconn.execute(f"CREATE INDEX ON {table_name} USING hnsw (e vector_l2_ops)")
+    plan = explain(f"EXPLAIN SELECT id FROM {table_name} WHERE tag = 1 ORDER BY e <-> %s LIMIT 5")
+    assert plan.count(f"sealed segment, 1000 rows: index {table_name}_e_idx (hnsw, vector_l2_ops)") == 3, plan
+    assert "growing segment, 300 rows: exact" in plan and "Filter: tag = 1" in plan
+    plan = explain(f"EXPLAIN ANALYZE SELECT id FROM {table_name} WHERE e <-> %s WITHIN 3 ORDER BY id")
+    assert plan.startswith(f"Vector Range Search on {table_name}") and "Actual rows:" in plan
+    assert f"Searched: index {table_name}_e_idx (hnsw): 3 sealed" in plan
+    plan = explain(f"EXPLAIN SELECT count(*) FROM {table_name}")
+    assert "segment metadata" in plan
+    plan = explain(f"EXPLAIN SELECT tag, count(*) FROM {table_name} GROUP BY tag")
+    assert plan.startswith("DuckDB")
