@@ -11,9 +11,9 @@ Data (see sqlvec/bench_data.py): deterministic clustered float32 vectors (--rows
 (--dataset file.npy); exact top-10 ground truth by numpy, for --metric l2 (<->, vector_l2_ops),
 cosine (<=>, vector_cosine_ops) or ip (<#>, vector_ip_ops).
 
-Phases (--phases, comma-separated; default all), in this order:
-  copy          load the table with COPY ... FROM STDIN (text), rows/s (the table is loaded whenever a later
-                phase needs it; this phase only reports it)
+Phases (--phases, comma-separated; default copy..sweep; "all" adds filtered and range), in this order:
+  copy          load the table (id, embedding, bucket) with COPY ... FROM STDIN (text), rows/s (the table is
+                loaded whenever a later phase needs it; this phase only reports it)
   insert_multi  multi-row INSERT ... VALUES, --batch rows per statement, rows/s (its own table)
   executemany   psycopg executemany of single-row INSERTs (pipelined), rows/s (its own table)
   rss           the server's resident memory after loading (with --server-pid, or for a server started here)
@@ -23,6 +23,21 @@ Phases (--phases, comma-separated; default all), in this order:
                 max_parallel_maintenance_workers set for every core; seconds to build, index size
   sweep         for each index, each search setting of its sweep, each --clients count: recall@10, QPS,
                 p50 / p99 latency; then DROP INDEX, so each index is measured alone (sweep implies index)
+  filtered      for the no-index baseline and each index (after its sweep; filtered implies index), one
+                client, one search setting (the middle of the index's sweep, or --filtered-setting):
+                SELECT id FROM t WHERE bucket < C ORDER BY embedding <op> $1 LIMIT 10 for C = 1 (1% of the
+                rows) and C = 10 (10%), C a literal so the planner sees the selectivity; QPS, p50 / p99,
+                recall@10 against the exact top 10 among the matching rows, mean_rows returned and
+                short_frac, the fraction of queries returning fewer than min(10, matching) rows (an index
+                that filters after its search, as pgvector's do, can return fewer rows than LIMIT), and plan
+                (EXPLAIN of the first query, compacted)
+  range         likewise: SELECT id FROM t WHERE embedding <op> $1 < $2, the radius per query halfway between
+                the --range-rows-th (default 50) and the next exact distance; QPS, p50 / p99, recall (found &
+                exact / exact), mean_rows and plan. pgvector has no index range search (a sequential scan);
+                sqlvec uses an index's range search where the index has one
+The bucket column is an integer 0..99 per row, uniform from the seed. filtered and range are left out of
+the default run because their no-index baselines scan the whole table per query (they add about as much
+time again as exact_topk).
 
 Index specs: hnsw:m=16,ef_construction=64 (default), ivfflat:lists=316, ivfpq:lists=316,m=32,nbits=8,
 ivfsq8:lists=316, scann:leaves=316, flat; ";setting=v1,v2" overrides the sweep, e.g.
@@ -36,10 +51,12 @@ pgvector's text form (--query-format binary: its binary form), over their share 
 warm-up; a measurement repeats the queries until --min-time seconds have passed (recall counts the first
 pass). QPS is all queries run over the wall time; p50 / p99 are per-query latencies in ms.
 
-Output: one JSON object per measurement on stdout; at the end markdown tables (load and build figures;
-recall and QPS per index and setting; the best setting per system at --target-recall and QPS at equal
-recall, interpolated along each curve) and a recall-vs-QPS plot (--plot, needs matplotlib). Progress
-bars go to stderr. Benchmarks are not tests: nothing here asserts on time.
+Output: one JSON object per measurement on stdout (filtered: filter, selectivity, matching_rows, setting,
+qps, p50_ms, p99_ms, recall, mean_rows, short_frac, mean_true_rows, plan; range: range_rows, mean_radius
+and the same figures); at the end markdown tables (load and build figures; recall and QPS per index and
+setting; the filtered and range phases, both systems side by side with QPS ratios; the best setting per
+system at --target-recall and QPS at equal recall, interpolated along each curve) and a recall-vs-QPS plot
+(--plot, needs matplotlib). Progress bars go to stderr. Benchmarks are not tests: nothing here asserts on time.
 """
 
 from __future__ import annotations
@@ -55,7 +72,10 @@ from typing import Any
 
 from sqlvec import bench_ann, bench_data, bench_report
 
-PHASES = ("copy", "insert_multi", "executemany", "rss", "exact_topk", "index", "sweep")
+DEFAULT_PHASES = ("copy", "insert_multi", "executemany", "rss", "exact_topk", "index", "sweep")
+PHASES = DEFAULT_PHASES + ("filtered", "range")
+INDEX_PHASES = {"index", "sweep", "filtered", "range"}  # the phases that build each --indexes spec
+FILTER_CUTS = (1, 10)  # filtered phase: bucket < 1 (1% of the rows), bucket < 10 (10%)
 TABLE = "bench_vectors"
 K = 10
 
@@ -82,8 +102,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "rows are the queries unless --dataset-queries is given (none is shipped)")
     d.add_argument("--dataset-queries", default=None, metavar="FILE.npy", help="query vectors for --dataset")
     w = p.add_argument_group("workload")
-    w.add_argument("--phases", default=",".join(PHASES),
-                   help=f"comma-separated subset of {','.join(PHASES)} (default all)")
+    w.add_argument("--phases", default=",".join(DEFAULT_PHASES),
+                   help=f"comma-separated subset of {','.join(PHASES)}, or all (default: all but filtered and "
+                        "range)")
     w.add_argument("--batch", type=int, default=1000, help="rows per multi-row INSERT")
     w.add_argument("--executemany-rows", type=int, default=20_000, help="rows for the executemany phase")
     w.add_argument("--indexes", action="append", default=None, metavar="SPEC",
@@ -94,6 +115,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--min-time", type=float, default=2.0,
                    help="seconds each measurement lasts at least: clients repeat their queries until then; recall "
                         "counts the first pass (default 2)")
+    w.add_argument("--filtered-setting", default=None, metavar="SETTINGS",
+                   help="search settings of the filtered and range phases, applied with every index, e.g. "
+                        "ef_search=40 or probes=8,rerank=4 (default: the middle of each index's sweep)")
+    w.add_argument("--range-rows", type=int, default=50,
+                   help="range phase: rows inside each query's radius in the exact answer (default 50)")
     w.add_argument("--query-format", choices=["text", "binary"], default="text",
                    help="how query vectors are sent: pgvector text '[...]' or its binary form (default text)")
     w.add_argument("--maintenance-work-mem", default=None,
@@ -195,20 +221,22 @@ def run(args: argparse.Namespace, work: bench_data.Workload, system: System) -> 
     _emit({**label, "phase": "server", "server": system.server, "dsn": system.dsn.split(" password=")[0],
            "cores": cores(), **work.describe()}, results)
     texts = work.texts
-    needs_table = bool(phases & {"copy", "rss", "exact_topk", "index", "sweep"})
+    needs_table = bool(phases & ({"copy", "rss", "exact_topk"} | INDEX_PHASES))
     pool: bench_ann.ClientPool | None = None
+    extra: list[Extra] = []
     with psycopg.connect(system.dsn, autocommit=True) as c:
         c.execute("CREATE EXTENSION IF NOT EXISTS vector")
         for t in (TABLE, "bench_multi", "bench_many"):
             c.execute(f"DROP TABLE IF EXISTS {t}")
         try:
             if needs_table:
-                c.execute(f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY, embedding vector({work.dim}))")
+                c.execute(f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY, embedding vector({work.dim}), bucket int)")
                 bar = bench_report.Progress(f"{system.name}: copy", work.rows, " rows")
+                buckets = work.buckets.tolist()
                 t0 = time.perf_counter()
-                with c.cursor().copy(f"COPY {TABLE} (id, embedding) FROM STDIN") as cp:
+                with c.cursor().copy(f"COPY {TABLE} (id, embedding, bucket) FROM STDIN") as cp:
                     for start, end in _chunks(work.rows, 5000):
-                        cp.write("".join(f"{i}\t{texts[i]}\n" for i in range(start, end)))
+                        cp.write("".join(f"{i}\t{texts[i]}\t{buckets[i]}\n" for i in range(start, end)))
                         bar.update(end)
                 dt = time.perf_counter() - t0
                 bar.finish()
@@ -252,7 +280,7 @@ def run(args: argparse.Namespace, work: bench_data.Workload, system: System) -> 
             for t in ("bench_multi", "bench_many"):
                 c.execute(f"DROP TABLE IF EXISTS {t}")
 
-            if not phases & {"exact_topk", "index", "sweep"}:
+            if not phases & ({"exact_topk"} | INDEX_PHASES):
                 return results
             prep: dict[str, Any] = {**label, "phase": "prepare"}
             for key, sql in (("vacuum_analyze", f"VACUUM ANALYZE {TABLE}"), ("checkpoint", "CHECKPOINT")):
@@ -268,6 +296,7 @@ def run(args: argparse.Namespace, work: bench_data.Workload, system: System) -> 
                 params = bench_ann.encode_binary(work.queries) if args.query_format == "binary" else work.query_texts
                 pool = bench_ann.ClientPool(system.dsn, max(clients), sql, params, args.query_format == "binary")
             common = {"k": K, "queries": len(work.query_texts), "query_format": args.query_format}
+            extra = _extra_pools(args, system, work, op)
 
             if "exact_topk" in phases and pool is not None:
                 bar = bench_report.Progress(f"{system.name}: exact_topk", len(work.query_texts) * len(clients), " q")
@@ -279,17 +308,19 @@ def run(args: argparse.Namespace, work: bench_data.Workload, system: System) -> 
                     done += len(work.query_texts)
                     bar.update(done)
                 bar.finish()
+            _run_extra(args, c, system, work, extra, {**label, "index": bench_report.EXACT_INDEX}, (), results)
 
-            if phases & {"index", "sweep"}:
+            if phases & INDEX_PHASES:
                 for number, spec in enumerate(specs):
                     _index_and_sweep(args, c, system, work, spec, f"bench_{spec.method}_{number}", opclass, pool,
-                                     label, common, results)
+                                     extra, label, common, results)
 
             if "rss" in phases and system.pid:
                 _emit({**label, "phase": "rss_after_queries", "rss_mb": _rss_mb(system.pid)}, results)
         finally:
-            if pool is not None:
-                pool.close()
+            for pooled in [pool] + [e.pool for e in extra]:
+                if pooled is not None:
+                    pooled.close()
             for t in (TABLE, "bench_multi", "bench_many"):
                 try:
                     c.execute(f"DROP TABLE IF EXISTS {t}")
@@ -316,18 +347,20 @@ def _measure(pool: bench_ann.ClientPool, n: int, settings: tuple[tuple[str, str]
 
 def _index_and_sweep(args: argparse.Namespace, c: Any, system: System, work: bench_data.Workload,
                      spec: bench_ann.IndexSpec, name: str, opclass: str, pool: bench_ann.ClientPool | None,
-                     label: dict, common: dict, results: list[dict]) -> None:
-    """Build one index, sweep its settings, drop it. What cannot be built is reported as skipped."""
+                     extra: list[Extra], label: dict, common: dict, results: list[dict]) -> None:
+    """Build one index, sweep its settings, run the filtered and range phases, drop it. What cannot be built
+    is reported as skipped."""
     import psycopg
 
     phases = set(args.phases)
     base = {**label, "index": spec.label, "method": spec.method}
     sweeping = "sweep" in phases and pool is not None
+    measured = (["sweep"] if sweeping else []) + list(dict.fromkeys(e.phase for e in extra))
     if system.methods is not None and spec.method not in system.methods:
         why = f"{system.name} has no index method {spec.method!r} (only {', '.join(system.methods)})"
         _emit({**base, "phase": "index", "skipped": why}, results)
-        if sweeping:
-            _emit({**base, "phase": "sweep", "skipped": why}, results)
+        for phase in measured:
+            _emit({**base, "phase": phase, "skipped": why}, results)
         return
     workers = args.maintenance_workers if args.maintenance_workers is not None else max(0, cores() - 1)
     build_settings = [("maintenance_work_mem", f"'{args.maintenance_work_mem or default_maintenance_work_mem()}'"),
@@ -346,8 +379,8 @@ def _index_and_sweep(args: argparse.Namespace, c: Any, system: System, work: ben
         bar.finish("failed")
         why = f"CREATE INDEX failed: {bench_ann.error_text(e)}"
         _emit({**base, "phase": "index", "sql": create, "skipped": why}, results)
-        if sweeping:
-            _emit({**base, "phase": "sweep", "skipped": why}, results)
+        for phase in measured:
+            _emit({**base, "phase": phase, "skipped": why}, results)
         return
     bar.finish()
     if reloption_error is None:
@@ -372,10 +405,98 @@ def _index_and_sweep(args: argparse.Namespace, c: Any, system: System, work: ben
                     done += len(work.query_texts)
                     bar.update(done)
             bar.finish()
+        _run_extra(args, c, system, work, extra, {**base, "build_s": built["build_s"]},
+                   bench_ann.single_setting(spec, args.filtered_settings), results)
     finally:
         _, error = _try(c, f"DROP INDEX {name}")
         if error:
             print(f"note: DROP INDEX {name} on {system.name} failed: {error}", file=sys.stderr)
+
+
+@dataclass
+class Extra:
+    """One measurement of the filtered or range phase, repeated for the baseline and each index: its own
+    one-client pool (the statement differs), its ground truth and its fixed fields."""
+
+    phase: str
+    sql: str
+    pool: bench_ann.ClientPool
+    truth: Any  # per query, the true row ids
+    fields: dict
+    explain_params: tuple
+
+
+def _extra_pools(args: argparse.Namespace, system: System, work: bench_data.Workload, op: str) -> list[Extra]:
+    """The filtered (one per bucket cut) and range measurements that ``--phases`` asks for."""
+    binary = args.query_format == "binary"
+    mark = "%b" if binary else "%s"
+    vectors: list[Any] = bench_ann.encode_binary(work.queries) if binary else list(work.query_texts)
+    common = {"clients": 1, "queries": len(work.query_texts), "query_format": args.query_format}
+    out: list[Extra] = []
+    if "filtered" in args.phases:
+        for cut in FILTER_CUTS:
+            sql = f"SELECT id FROM {TABLE} WHERE bucket < {cut} ORDER BY embedding {op} {mark} LIMIT {K}"
+            fields = {"filter": f"bucket < {cut}", "selectivity": cut / bench_data.BUCKETS,
+                      "matching_rows": int((work.buckets < cut).sum()), "k": K, **common}
+            out.append(Extra("filtered", sql, bench_ann.ClientPool(system.dsn, 1, sql, vectors, binary),
+                             work.filter_truth[cut], fields, (work.query_texts[0],)))
+    if "range" in args.phases:
+        assert work.range_radii is not None
+        radii = [float(r) for r in work.range_radii]
+        sql = f"SELECT id FROM {TABLE} WHERE embedding {op} {mark} < %s"
+        fields = {"range_rows": args.range_rows, "mean_radius": round(float(sum(radii) / len(radii)), 4), **common}
+        out.append(Extra("range", sql, bench_ann.ClientPool(system.dsn, 1, sql, list(zip(vectors, radii)), binary),
+                         work.range_truth, fields, (work.query_texts[0], radii[0])))
+    return out
+
+
+def _plan(c: Any, sql: str, params: tuple, settings: tuple[tuple[str, str], ...]) -> str:
+    """EXPLAIN of one query under ``settings``, its parameters as literals, compacted to its plan nodes (costs
+    dropped), or the error."""
+    import re
+
+    import psycopg
+
+    try:
+        for key, value in settings:
+            c.execute(f"SET {key} = {value}")
+        # Parameters bound client-side, as literals: the statement EXPLAINed is the one the planner sees.
+        cur = psycopg.ClientCursor(c)
+        lines = [str(row[0]) for row in cur.execute("EXPLAIN " + sql.replace("%b", "%s"), params).fetchall()]
+    except psycopg.Error as e:
+        return f"EXPLAIN failed: {bench_ann.error_text(e)}"
+    finally:
+        for key, _ in settings:
+            _try(c, f"RESET {key}")
+    text = "\n".join(lines)
+    nodes = [re.sub(r"^\s*->\s*", "", re.sub(r"\s*\(cost=.*?\)", "", line)).strip()
+             for i, line in enumerate(text.splitlines()) if i == 0 or line.lstrip().startswith("->")]
+    return " > ".join(n for n in nodes if n)
+
+
+def _run_extra(args: argparse.Namespace, c: Any, system: System, work: bench_data.Workload, extra: list[Extra],
+               base: dict, settings: tuple[tuple[str, str], ...], results: list[dict]) -> None:
+    """The filtered and range measurements with the index of ``base`` (or none) under ``settings``."""
+    if not extra:
+        return
+    per = len(work.query_texts)
+    bar = bench_report.Progress(f"{system.name}: filtered/range {base['index']}", per * len(extra), " q")
+    for number, e in enumerate(extra):
+        done = number * per
+        record = {**base, "phase": e.phase, "setting": bench_ann.setting_label(settings), **e.fields}
+        result = e.pool.measure(1, settings, args.warmup, args.min_time,
+                                lambda q, done=done, note=e.phase: bar.update(done + min(q, per), note))
+        if "error" in result:
+            record.update({"skipped": True, "error": result["error"]})
+        else:
+            record.update({**bench_ann.summarise_sets(result, e.truth), "executed": len(result["lat"]),
+                           "wall_s": round(result["wall_s"], 3)})
+            if "search" in result:
+                record["search"] = result["search"]
+        record["plan"] = _plan(c, e.sql, e.explain_params, settings)
+        _emit(record, results)
+        bar.update(done + per)
+    bar.finish()
 
 
 def start_local_server(data: str) -> dict:
@@ -441,6 +562,8 @@ def _server_version(dsn: str) -> str:
 
 def _parse_args(args: argparse.Namespace) -> None:
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    if "all" in phases:
+        phases = list(PHASES)
     unknown = [p for p in phases if p not in PHASES]
     if unknown:
         raise SystemExit(f"--phases: unknown {', '.join(unknown)} (known: {', '.join(PHASES)})")
@@ -455,8 +578,14 @@ def _parse_args(args: argparse.Namespace) -> None:
         args.index_specs = bench_ann.parse_index_specs(args.indexes or ["hnsw:m=16,ef_construction=64"])
     except ValueError as e:
         raise SystemExit(f"--indexes: {e}") from None
+    try:
+        args.filtered_settings = bench_ann.parse_settings(args.filtered_setting or "")
+    except ValueError as e:
+        raise SystemExit(f"--filtered-setting: {e}") from None
     if args.queries < 1 or args.rows < 1:
         raise SystemExit("--rows and --queries must be at least 1")
+    if args.range_rows < 1:
+        raise SystemExit("--range-rows must be at least 1")
 
 
 def main_with_local_server(args: argparse.Namespace) -> int:
@@ -470,6 +599,16 @@ def main_with_local_server(args: argparse.Namespace) -> int:
     work = bench_data.build(args.rows, args.dim, args.queries, args.seed, args.spread, args.metric, args.dataset,
                             args.dataset_queries, K)
     bar.finish(f"{work.rows} x {work.dim}, {len(work.query_texts)} queries, ground truth top-{K} ({work.metric})")
+    if "filtered" in args.phases:
+        bar = bench_report.Progress("ground truth: filtered")
+        work.add_filter_truth(FILTER_CUTS, K)
+        bar.finish(", ".join(f"bucket < {cut}: {int((work.buckets < cut).sum())} rows" for cut in FILTER_CUTS))
+    if "range" in args.phases:
+        bar = bench_report.Progress("ground truth: range")
+        work.add_range_truth(args.range_rows)
+        assert work.range_truth is not None
+        bar.finish(f"radius per query, {sum(map(len, work.range_truth)) / len(work.range_truth):.1f} rows inside "
+                   "on average")
 
     results: list[dict] = []
     if args.dsn is not None:
@@ -518,6 +657,8 @@ def report(args: argparse.Namespace, work: bench_data.Workload, results: list[di
           f"top-{K}, metric {work.metric}; {cores()} cores; query vectors sent as {args.query_format}")
     bench_report.print_load_table(results)
     bench_report.print_ann_table(results)
+    bench_report.print_filtered_table(results)
+    bench_report.print_range_table(results)
     bench_report.print_best(results, args.target_recall)
     if args.plot != "none" and bench_report.curves(results):
         path = args.plot or f"bench-{time.strftime('%Y%m%d-%H%M%S')}.png"

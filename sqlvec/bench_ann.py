@@ -28,7 +28,7 @@ import multiprocessing.connection
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +104,29 @@ def parse_index_spec(text: str) -> IndexSpec:
             raise ValueError(f"index spec {text!r}: sweep values {vals} must be plain numbers or words")
         sweep[name] = vals
     return IndexSpec(method, tuple(params), tuple(sweep.items()))
+
+
+def parse_settings(text: str) -> tuple[tuple[str, str], ...]:
+    """``ef_search=40`` or ``probes=8,rerank=4`` -> (full setting name, value) pairs (short names as in specs)."""
+    out: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, eq, value = item.partition("=")
+        name, value = SETTING_ALIASES.get(key.strip(), key.strip()), value.strip()
+        if not eq or not value or not all(part.isidentifier() for part in name.split(".")):
+            raise ValueError(f"{item!r} is not setting=value")
+        if not value.replace(".", "", 1).replace("-", "", 1).isalnum():
+            raise ValueError(f"{item!r}: the value must be a plain number or word")
+        out[name] = value
+    return tuple(out.items())
+
+
+def single_setting(spec: IndexSpec, override: tuple[tuple[str, str], ...] = ()) -> tuple[tuple[str, str], ...]:
+    """The one search setting of the filtered and range phases: the middle point of the spec's sweep (its
+    upper middle when the sweep has an even count), with ``override``'s settings replacing or added."""
+    grid = spec.settings_grid()
+    chosen = dict(grid[len(grid) // 2]) if grid else {}
+    chosen.update(override)
+    return tuple(chosen.items())
 
 
 def parse_index_specs(values: list[str] | None) -> list[IndexSpec]:
@@ -250,12 +273,18 @@ def _connect(dsn: str, binary: bool) -> Any:
     return conn
 
 
-def _client_main(pipe: multiprocessing.connection.Connection, dsn: str, sql: str, params: list[str] | list[bytes],
+def _query_args(p: Any, binary: bool) -> list[Any]:
+    """One query's parameters: a single value or a tuple of them; bytes are binary vectors when ``binary``."""
+    items = p if isinstance(p, tuple) else (p,)
+    return [_BinaryVector(x) if binary and isinstance(x, bytes) else x for x in items]
+
+
+def _client_main(pipe: multiprocessing.connection.Connection, dsn: str, sql: str, params: Sequence[Any],
                  binary: bool, go: Any, counters: Any, slot: int) -> None:
     """One client process: waits for ("run", settings, indices, warmup, min_time) and answers with its figures:
     the ids of one pass over its queries, then the latency of every query it ran, passes repeated until
     ``min_time`` seconds have gone by."""
-    args = [[_BinaryVector(p)] for p in params] if binary else [[p] for p in params]
+    args = [_query_args(p, binary) for p in params]
     while True:
         try:
             msg = pipe.recv()
@@ -318,7 +347,8 @@ def _last_search(conn: Any) -> str | None:
 class ClientPool:
     """``size`` client processes for one server; ``measure`` uses the first ``clients`` of them."""
 
-    def __init__(self, dsn: str, size: int, sql: str, params: list[str] | list[bytes], binary: bool) -> None:
+    def __init__(self, dsn: str, size: int, sql: str, params: Sequence[Any], binary: bool) -> None:
+        """``params``: per query, its one parameter (the vector) or a tuple of its parameters."""
         ctx = multiprocessing.get_context("spawn")
         self.go = ctx.Event()
         self.counters = ctx.Array("q", size, lock=False)
@@ -416,3 +446,24 @@ def summarise(result: dict[str, Any], truth: np.ndarray) -> dict[str, Any]:
     hits = [len(set(got) & set(true.tolist())) / k for got, true in zip(result["ids"], truth) if got is not None]
     return {"qps": round(float(result["qps"]), 1), "p50_ms": round(float(np.percentile(lat_ms, 50)), 3),
             "p99_ms": round(float(np.percentile(lat_ms, 99)), 3), "recall": round(float(np.mean(hits)), 4)}
+
+
+def summarise_sets(result: dict[str, Any], truth: Sequence[Sequence[int]] | np.ndarray) -> dict[str, Any]:
+    """Figures of a measurement whose answers may hold fewer (or more) rows than a fixed k (the filtered and
+    range phases): qps, p50_ms, p99_ms; recall (mean over queries of |returned & true| / |true|, 1 where
+    nothing is true); mean_rows returned; short_frac, the fraction of queries returning fewer rows than the
+    true answer has; mean_true_rows."""
+    lat_ms = np.asarray(result["lat"]) * 1000
+    hits, rows, short, true_rows = [], [], [], []
+    for got, true in zip(result["ids"], truth):
+        if got is None:
+            continue
+        want = set(int(t) for t in true)
+        hits.append(len(set(got) & want) / len(want) if want else 1.0)
+        rows.append(len(got))
+        short.append(len(got) < len(want))
+        true_rows.append(len(want))
+    return {"qps": round(float(result["qps"]), 1), "p50_ms": round(float(np.percentile(lat_ms, 50)), 3),
+            "p99_ms": round(float(np.percentile(lat_ms, 99)), 3), "recall": round(float(np.mean(hits)), 4),
+            "mean_rows": round(float(np.mean(rows)), 2), "short_frac": round(float(np.mean(short)), 4),
+            "mean_true_rows": round(float(np.mean(true_rows)), 2)}

@@ -17,12 +17,20 @@ another file). None is shipped: the project's machines are offline.
 The vectors are sent as pgvector text with 6 significant digits; the ground truth is computed on the
 values as the server parses them back (float32), with numpy: chunked matrix products for candidates, then
 the exact float64 distances of the candidates decide the top k.
+
+Every row also has a ``bucket``: an integer in 0..99, drawn uniformly from its own seeded stream, loaded
+as the table's third column, so ``bucket < 1`` keeps about 1% of the rows and ``bucket < 10`` about 10%.
+The ``filtered`` phase's ground truth is the exact top k among the matching rows only
+(``filtered_ground_truth``). The ``range`` phase's (``range_ground_truth``) is, per query, every row
+within a radius chosen so that about ``target`` rows lie inside it: halfway between the ``target``-th and
+the next exact distance (float64 over the stored float32 values), so a server's float32 rounding of a
+distance does not move a row across the boundary unless two distances are that close.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,6 +41,7 @@ METRICS: dict[str, tuple[str, str]] = {  # --metric -> (operator, operator class
 }
 
 SPECTRUM_DECAY = 0.3
+BUCKETS = 100  # the bucket column's values: 0..99
 
 
 @dataclass
@@ -46,6 +55,20 @@ class Workload:
     truth: np.ndarray  # (queries, k) int64 row ids (row id = position in ``vectors``)
     metric: str
     source: str  # "synthetic clusters ..." or the dataset path
+    buckets: np.ndarray  # (rows,) int64 in 0..BUCKETS-1: the scalar column of the filtered phase
+    filter_truth: dict[int, np.ndarray] = field(default_factory=dict)  # cut -> top k among bucket < cut
+    range_radii: np.ndarray | None = None  # per query, the range phase's radius
+    range_truth: list[np.ndarray] | None = None  # per query, the row ids within its radius
+
+    def add_filter_truth(self, cuts: tuple[int, ...], k: int) -> None:
+        """The filtered phase's ground truth for each ``bucket < cut``."""
+        for cut in cuts:
+            self.filter_truth[cut] = filtered_ground_truth(self.vectors, self.queries, self.metric,
+                                                           self.buckets < cut, k)
+
+    def add_range_truth(self, target: int) -> None:
+        """The range phase's radii and ground truth, about ``target`` rows per query."""
+        self.range_radii, self.range_truth = range_ground_truth(self.vectors, self.queries, self.metric, target)
 
     @property
     def rows(self) -> int:
@@ -178,4 +201,51 @@ def build(rows: int, dim: int, n_queries: int, seed: int, spread: float, metric:
     stored = parse_text(texts, data.shape[1])
     stored_queries = parse_text(query_texts, queries.shape[1])
     truth = ground_truth(stored, stored_queries, metric, k)
-    return Workload(stored, texts, stored_queries, query_texts, truth, metric, source)
+    buckets = np.random.default_rng([seed, 3]).integers(0, BUCKETS, stored.shape[0])
+    return Workload(stored, texts, stored_queries, query_texts, truth, metric, source, buckets)
+
+
+def filtered_ground_truth(base: np.ndarray, queries: np.ndarray, metric: str, mask: np.ndarray,
+                          k: int = 10) -> np.ndarray:
+    """Row ids of the exact top ``k`` among the rows where ``mask`` holds, shape (queries, min(k, matches))."""
+    ids = np.flatnonzero(mask)
+    if ids.size == 0:
+        return np.empty((queries.shape[0], 0), dtype=np.int64)
+    return ids[ground_truth(base[ids], queries, metric, k)]  # ids ascend, so ties still go to the lower row id
+
+
+def distances(base: np.ndarray, queries: np.ndarray, metric: str) -> np.ndarray:
+    """The operator's exact distances (float64), shape (queries, rows): l2 as ``<->`` (Euclidean), cosine as
+    ``<=>`` (1 - cosine similarity), ip as ``<#>`` (negative inner product). NaN (zero vectors) becomes inf."""
+    x, q = base.astype(np.float64), queries.astype(np.float64)
+    if metric == "l2":
+        sq = (x**2).sum(1)[None, :] - 2.0 * (q @ x.T) + (q**2).sum(1)[:, None]
+        d = np.sqrt(np.maximum(sq, 0.0))
+    elif metric == "cosine":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d = 1.0 - (q @ x.T) / np.outer(np.linalg.norm(q, axis=1), np.linalg.norm(x, axis=1))
+    else:
+        d = -(q @ x.T)
+    return np.nan_to_num(d, nan=np.inf)
+
+
+def range_ground_truth(base: np.ndarray, queries: np.ndarray, metric: str, target: int = 50
+                       ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per query a radius with about ``target`` rows inside it (see the module docstring) and the row ids
+    whose distance is below it. Full distance rows, computed a chunk of queries at a time."""
+    n, nq = base.shape[0], queries.shape[0]
+    radii = np.empty(nq, dtype=np.float64)
+    inside: list[np.ndarray] = []
+    chunk = max(1, 8_000_000 // max(n, 1))
+    for start in range(0, nq, chunk):
+        d = distances(base, queries[start:start + chunk], metric)
+        if n > target:
+            part = np.partition(d, (target - 1, target), axis=1)
+            r = (part[:, target - 1] + part[:, target]) / 2
+        else:  # every row: a radius just past the farthest one
+            far = d.max(axis=1)
+            r = far + np.maximum(1e-6, np.abs(far) * 1e-6)
+        for j, row in enumerate(d):
+            radii[start + j] = r[j]
+            inside.append(np.flatnonzero(row < r[j]))
+    return radii, inside

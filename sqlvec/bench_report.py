@@ -74,6 +74,7 @@ class Progress:
 # ----------------------------------------------------------------------------------------------- tables
 
 ANN_PHASES = ("sweep", "exact_topk")
+SET_PHASES = ("filtered", "range")  # answers of varying size: their own tables
 EXACT_INDEX = "none (exact)"
 _LABELS = ("system", "dsn", "rows", "dim", "phase", "index", "metric", "queries", "data", "server", "k",
            "query_format", "cores", "build_settings", "notices", "method", "sql",
@@ -107,7 +108,7 @@ def systems_of(results: list[dict]) -> list[str]:
 def print_load_table(results: list[dict]) -> None:
     """Markdown: one row per (phase, index, figure) outside the sweep, one column per system, and the ratio
     of the first system to the second when two ran."""
-    rows = [r for r in results if r["phase"] not in ANN_PHASES + ("at_recall",)]
+    rows = [r for r in results if r["phase"] not in ANN_PHASES + SET_PHASES + ("at_recall",)]
     if not rows:
         return
     systems = systems_of(results)
@@ -176,6 +177,78 @@ def print_ann_table(results: list[dict]) -> None:
                 cells += [_ratio(by.get((systems[0], c), {}).get("qps"), by.get((systems[1], c), {}).get("qps"))
                           for c in clients]
             print("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+
+
+def print_filtered_table(results: list[dict]) -> None:
+    """Markdown: the filtered phase per index, setting and filter; each system's recall@10, QPS, p50 / p99,
+    mean rows returned and fraction of short answers; the QPS ratio; each system's plan."""
+    _print_set_table(results, "filtered", "Filtered top-10 (WHERE bucket < C ORDER BY embedding <op> q LIMIT 10, "
+                     "1 client); short = fraction of queries returning fewer than min(10, matching) rows:",
+                     ("recall", "qps", "p50_ms", "p99_ms", "mean_rows", "short_frac"))
+
+
+def print_range_table(results: list[dict]) -> None:
+    """Markdown: the range phase per index and setting; each system's recall, QPS, p50 / p99, mean rows
+    returned (against mean_true_rows); the QPS ratio; each system's plan."""
+    rows = [r for r in results if r["phase"] == "range" and "range_rows" in r]
+    target = rows[0]["range_rows"] if rows else 50
+    _print_set_table(results, "range", f"Range search (WHERE embedding <op> q < radius, radius per query for about "
+                     f"{target} exact rows, 1 client); recall = found & exact / exact:",
+                     ("recall", "qps", "p50_ms", "p99_ms", "mean_rows", "mean_true_rows"))
+
+
+_SET_HEADS = {"recall": "recall", "qps": "QPS", "p50_ms": "p50 ms", "p99_ms": "p99 ms", "mean_rows": "rows",
+              "short_frac": "short", "mean_true_rows": "exact rows"}
+
+
+def _print_set_table(results: list[dict], phase: str, title: str, keys: tuple[str, ...]) -> None:
+    recs = [r for r in results if r["phase"] == phase]
+    if not recs:
+        return
+    systems = systems_of(results)
+    ratio = len(systems) == 2
+    rows: dict[tuple[str, str], dict[str, dict]] = {}  # (index, filter) -> system -> record
+    skipped: dict[tuple[str, str], str] = {}
+    for r in recs:
+        index = r.get("index") or EXACT_INDEX
+        if "skipped" in r and "clients" not in r:  # the whole index, for this system
+            skipped[(r["system"], index)] = str(r["skipped"])
+            continue
+        rows.setdefault((index, r.get("filter", "")), {})[r["system"]] = r
+    for _, index in skipped:  # measured by no system: one row saying so
+        if not any(key[0] == index for key in rows):
+            rows[(index, "")] = {}
+    head = ["index", "setting"] + (["filter"] if phase == "filtered" else [])
+    for s in systems:
+        head += [f"{s} {_SET_HEADS[k]}" for k in keys]
+    if ratio:
+        head += [f"QPS {systems[0]}/{systems[1]}"]
+    head += [f"{s} plan" for s in systems]
+    print(f"\n{title}\n")
+    print("| " + " | ".join(head) + " |")
+    print("|" + " --- |" * len(head))
+    for (index, filt), by in rows.items():
+        if not by:  # skipped by every system
+            cells = [index, "(all)"] + ([""] if phase == "filtered" else [])
+            for s in systems:
+                note = skipped.get((s, index))
+                cells += [f"skipped: {note}" if note else "-"] + [""] * (len(keys) - 1)
+            cells += [""] * (len(head) - len(cells))
+            print("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+            continue
+        first = next(iter(by.values()))
+        cells = [index, first.get("setting") or "-"] + ([filt] if phase == "filtered" else [])
+        for s in systems:
+            r = by.get(s)
+            if r is None:
+                note = skipped.get((s, index))
+                cells += [f"skipped: {note}" if note else "-"] + [""] * (len(keys) - 1)
+                continue
+            cells += [_cell(r, k) for k in keys]
+        if ratio:
+            cells.append(_ratio(*(by.get(s, {}).get("qps") for s in systems)))
+        cells += [str(by.get(s, {}).get("plan") or by.get(s, {}).get("search") or "") for s in systems]
+        print("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
 
 
 def _cell(r: dict, key: str) -> str:

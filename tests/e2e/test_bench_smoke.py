@@ -1,6 +1,6 @@
 """``sqlvec bench`` end to end on a tiny dataset against its own sqlvec server: the JSON lines parse, the
-tables print, and the sweep either measures the index or reports it as skipped. No figure is checked
-against a time: benchmarks are not tests."""
+tables print, and the sweep either measures the index or reports it as skipped; the filtered and range
+phases report their row counts and recall. No figure is checked against a time: benchmarks are not tests."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from sqlvec.bench_ann import parse_index_spec
+from sqlvec.bench_ann import parse_index_spec, parse_settings, single_setting
+from sqlvec.bench_data import distances, filtered_ground_truth, range_ground_truth
 from sqlvec.bench_report import qps_at_recall
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -55,6 +57,59 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert plot.exists() and plot.stat().st_size > 0
 
 
+def test_bench_filtered_and_range(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "sqlvec", "bench", "--rows", "2000", "--dim", "16", "--queries", "30",
+           "--phases", "filtered,range", "--indexes", "hnsw:m=16,ef_construction=64;ef_search=10,40",
+           "--filtered-setting", "ef_search=20", "--clients", "1", "--min-time", "0", "--plot", "none"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert not [r for r in records if r["phase"] in ("sweep", "exact_topk", "copy")]
+    index = [r for r in records if r["phase"] == "index"]
+    assert len(index) == 1  # filtered and range build the index, without a sweep
+    indexed = "skipped" not in index[0]
+
+    filtered = [r for r in records if r["phase"] == "filtered"]
+    ranged = [r for r in records if r["phase"] == "range"]
+    exact_f = [r for r in filtered if r["index"] == "none (exact)"]
+    assert sorted(r["filter"] for r in exact_f) == ["bucket < 1", "bucket < 10"]
+    assert {r["selectivity"] for r in exact_f} == {0.01, 0.1}
+    for r in filtered + ranged:
+        if r["index"] != "none (exact)" and not indexed:
+            assert "skipped" in r
+            continue
+        for key in ("qps", "p50_ms", "p99_ms", "recall", "mean_rows", "short_frac", "mean_true_rows", "plan"):
+            assert key in r, (key, r)
+        assert r["clients"] == 1 and r["queries"] == 30 and 0.0 <= r["recall"] <= 1.0
+        assert 0.0 <= r["short_frac"] <= 1.0 and r["mean_rows"] >= 0
+        assert r["setting"] == ("" if r["index"] == "none (exact)" else "hnsw.ef_search=20")
+    for r in exact_f:  # exact search finds the numpy ground truth, every answer full
+        assert r["recall"] >= 0.99 and r["mean_rows"] == 10 and r["short_frac"] == 0
+        assert 0 < r["matching_rows"] < 2000
+    exact_r = [r for r in ranged if r["index"] == "none (exact)"]
+    assert len(exact_r) == 1 and exact_r[0]["range_rows"] == 50
+    assert exact_r[0]["recall"] >= 0.99 and 45 <= exact_r[0]["mean_rows"] <= 55
+    if indexed:
+        assert len(filtered) == 4 and len(ranged) == 2
+    assert "Filtered top-10" in out.stdout and "Range search" in out.stdout
+    assert "| none (exact) | - | bucket < 1 |" in out.stdout
+
+
+def test_filtered_and_range_ground_truth() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((500, 8)).astype(np.float32)
+    queries = rng.standard_normal((7, 8)).astype(np.float32)
+    mask = rng.integers(0, 100, 500) < 10
+    d = distances(base, queries, "l2")
+    truth = filtered_ground_truth(base, queries, "l2", mask, 10)
+    for row, got in zip(d, truth):
+        assert got.tolist() == np.flatnonzero(mask)[np.argsort(row[mask], kind="stable")[:10]].tolist()
+    radii, inside = range_ground_truth(base, queries, "l2", 50)
+    for row, r, ids in zip(d, radii, inside):
+        assert len(ids) == 50 and (row[ids] < r).all() and (row < r).sum() == 50
+    assert filtered_ground_truth(base, queries, "l2", np.zeros(500, bool)).shape == (7, 0)
+
+
 def test_index_spec_parsing() -> None:
     spec = parse_index_spec("hnsw:m=16,ef_construction=64;ef_search=20,40")
     assert spec.label == "hnsw:m=16,ef_construction=64"
@@ -65,6 +120,12 @@ def test_index_spec_parsing() -> None:
     assert pq.settings_grid() == [(("ivfflat.probes", "1"), ("sqlvec.rerank", "4")),
                                   (("ivfflat.probes", "4"), ("sqlvec.rerank", "4"))]
     assert parse_index_spec("flat").settings_grid() == [()]
+    assert single_setting(spec) == (("hnsw.ef_search", "40"),)
+    assert single_setting(parse_index_spec("hnsw")) == (("hnsw.ef_search", "80"),)
+    assert single_setting(pq, parse_settings("probes=8")) == (("ivfflat.probes", "8"), ("sqlvec.rerank", "4"))
+    assert single_setting(parse_index_spec("flat")) == ()
+    with pytest.raises(ValueError):
+        parse_settings("ef_search")
     with pytest.raises(ValueError):
         parse_index_spec("hnsw:m")
 
