@@ -42,7 +42,7 @@ from planner.plan import (
     VectorTopK,
 )
 from planner.planner import relation_names
-from sqlvec import coerce
+from sqlvec import arrow_filter, coerce
 from sqlvec.transaction import ROWID, Part, Transaction, snapshot_parts
 from storage import CreateIndex as CreateIndexOp
 from storage import CreateTable as CreateOp
@@ -862,6 +862,9 @@ def _plain_projection(projection: Query, winners: pa.Table) -> pa.Table | None:
 
 def _filter_mask(plan: VectorTopK, part: Part, alias: str, ctx: StatementContext) -> np.ndarray:
     schema = ctx.schema(plan.table)
+    fast = arrow_filter.filter_mask(plan.filter, part.data, schema, alias, ctx.params)
+    if fast is not None:  # a few comparisons of columns with constants: Arrow's kernels, not DuckDB
+        return fast
     names = [c.name for c in schema.columns]
     view = part.data.select(names + [ROWID]).rename_columns(names + [DUCK_ROWID])
     ctx.con.register("__part", view)
