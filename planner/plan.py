@@ -93,6 +93,7 @@ class VectorRange(Plan):
     filter: exp.Expr | None
     projection: Query
     dim: int | None = None
+    nearest_first: bool = False  # the statement had no ORDER BY / LIMIT / OFFSET: rows come nearest first
     returns_rows = True
 
 

@@ -525,6 +525,14 @@ def run_vector_range(plan: VectorRange, ctx: StatementContext) -> Result:
             found = [search(part, allowed) for part, allowed in zip(parts, masks)]
         ctx.report_search([f[2] for f in found])
         ctx.check_cancel()
+        if plan.nearest_first and len(parts) == 1:
+            # One segment and a plain select list: order the rows found (nearest first, ties by position =
+            # row id) and gather the selected columns, without DuckDB.
+            pos, dist, _ = found[0]
+            order = np.lexsort((pos, dist))
+            rows = _plain_winners(plan, parts[0], pos[order], dist[order])  # type: ignore[arg-type]
+            if rows is not None:
+                return Result(rows, "", plan.projection.names, plan.projection.column_types)
         for part, (pos, dist, _) in zip(parts, found):
             if len(pos):
                 rows = part.data.select(names + [ROWID]).take(pa.array(pos, pa.int64()))

@@ -95,6 +95,7 @@ def recognise_vector_range(node: Plan, catalog: Mapping[str, TableSchema]) -> Pl
     projection.set("expressions", _expand_stars(projection.expressions, alias, schema))
     projection.set("from_", exp.From(this=exp.Table(this=exp.to_identifier(RANGE_TABLE),
                                                      alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))))
+    nearest_first = not any(projection.args.get(k) for k in ("order", "limit", "offset"))
     if projection.args.get("order") is None:
         projection = projection.order_by(exp.Ordered(this=exp.column(DISTANCE), nulls_first=False),
                                          exp.column(ROWID))
@@ -107,6 +108,7 @@ def recognise_vector_range(node: Plan, catalog: Mapping[str, TableSchema]) -> Pl
         table=node.tables[0], column=col.name, metric=distance.metric, query=query.copy(),
         lower=lower[0].copy() if lower else None, lower_inclusive=lower[1] if lower else True,
         upper=upper[0].copy(), upper_inclusive=upper[1], filter=filter_, projection=proj, dim=col.type.dim,
+        nearest_first=nearest_first,
     )
     plan.param_oids = node.param_oids
     return plan
