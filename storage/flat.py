@@ -95,6 +95,16 @@ def _approximate(vm: VectorMatrix, positions: np.ndarray | None, q: np.ndarray, 
         return 1.0 - dots / (np.sqrt(norms) * np.sqrt(q32 @ q32))
 
 
+def approximate_distances(vm: VectorMatrix, positions: np.ndarray | None, q: np.ndarray, metric: str, *,
+                          squared_l2: bool = False) -> np.ndarray:
+    """float32 distances of the rows at ``positions`` (None: all) on pgvector's scale, from BLAS kernels:
+    within float32 rounding of the exact ones (a range filter widens its bound by a tolerance and then
+    re-checks the candidates with ``exact_distances``). ``squared_l2``: l2 as |x|^2 - 2x.q + |q|^2,
+    whose rounding error is bounded by the norms (the root's is not, near zero)."""
+    d = _approximate(vm, positions, q, metric)
+    return np.sqrt(np.maximum(d, 0)) if metric == "l2" and not squared_l2 else d
+
+
 def topk(vm: VectorMatrix, allowed: np.ndarray | None, q: np.ndarray, k: int, metric: str
          ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest allowed, non-NULL rows: (positions, float64 distances), nearest first.
