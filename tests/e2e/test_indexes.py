@@ -235,7 +235,10 @@ def test_queries_while_building(iconn, data, table_name):
             if row[6] == row[5]:  # segments_indexed == segments
                 break
             time.sleep(0.05)
-        time.sleep(0.2)
+        seen = len(results)
+        deadline = time.time() + 30
+        while len(results) < seen + 2 and not errors and time.time() < deadline:
+            time.sleep(0.02)  # queries that ran once every segment was indexed, however fast the build
     finally:
         stop.set()
         t.join(30)
