@@ -422,23 +422,9 @@ def run_vector_topk(plan: VectorTopK, ctx: StatementContext) -> Result:
     q = _query_vector(plan, ctx)
     parts = ctx.parts(plan.table)
     want = (limit if limit >= 0 else 1 << 62) + offset
-    alias = plan.projection.ast.args["from_"].this.alias
-    # Filters run in DuckDB on this session's connection, one part at a time (the connection is not
-    # shared between threads); the vector search then fans out over the parts.
-    allowed_masks: list[np.ndarray | None] = []
-    for part in parts:
-        ctx.check_cancel()
-        allowed = part.live
-        if plan.filter is not None:
-            mask = _filter_mask(plan, part, alias, ctx)
-            allowed = mask if allowed is None else (allowed & mask)
-        allowed_masks.append(allowed)
     indexes = _usable_indexes(schema, plan) if q is not None and limit >= 0 else []
     search = _SegmentSearch(plan, ctx, q, want, indexes)
-    if len(parts) > 1 and q is not None:
-        found = list(ctx.engine.search_pool.map(search, parts, allowed_masks))
-    else:
-        found = [search(part, allowed) for part, allowed in zip(parts, allowed_masks)]
+    found = _search_parts(plan, ctx, parts, search, parallel=q is not None)
     ctx.report_search([f[3] for f in found])
     if len(parts) == 1 and found[0][0] is not None and (found[0][2] is None or len(found[0][0]) >= want):
         # One segment (the common case of a sealed, indexed table): its top-k, already in result order
@@ -508,21 +494,9 @@ def run_vector_range(plan: VectorRange, ctx: StatementContext) -> Result:
     names = [c.name for c in schema.columns]
     pieces = []
     if q is not None and lower is not None and upper is not None and upper > lower:
-        alias = plan.projection.ast.args["from_"].this.alias
         parts = ctx.parts(plan.table)
-        masks = []
-        for part in parts:
-            ctx.check_cancel()
-            allowed = part.live
-            if plan.filter is not None:
-                mask = _filter_mask(plan, part, alias, ctx)  # type: ignore[arg-type]
-                allowed = mask if allowed is None else (allowed & mask)
-            masks.append(allowed)
         search = _SegmentRange(plan, ctx, q, lower, upper, _usable_indexes(schema, plan))  # type: ignore[arg-type]
-        if len(parts) > 1:
-            found = list(ctx.engine.search_pool.map(search, parts, masks))
-        else:
-            found = [search(part, allowed) for part, allowed in zip(parts, masks)]
+        found = _search_parts(plan, ctx, parts, search, parallel=True)
         ctx.report_search([f[2] for f in found])
         ctx.check_cancel()
         if plan.nearest_first and len(parts) == 1:
@@ -592,17 +566,12 @@ class _SegmentRange:
         n = part.data.num_rows
         vm = self.ctx.engine.vectors.get(part, plan.column, plan.dim or len(q))
         mask = vm.valid if allowed is None else (vm.valid & allowed)
-        handle = None
-        if part.segment is not None:
-            for index in self.indexes:
-                handle = self.ctx.snapshot.segment_index(plan.table, index.name, part.segment)
-                if handle is not None and handle.covered > 0:
-                    break
-                handle = None
+        ready = _ready_index(self.ctx, plan.table, self.indexes, part)
         covered = 0
         pos, dist = np.zeros(0, np.int64), np.zeros(0)
         how: tuple = ("exact", n)
-        if handle is not None:
+        if ready is not None:
+            index, handle = ready
             covered = min(handle.covered, n)
             matrix = vm.matrix
             lower = None if self.lower == -np.inf else self.lower
@@ -639,6 +608,37 @@ class _SegmentRange:
         else:  # cosine (in [0, 2]) and l1 (float32 sums of |differences|)
             tol = 1e-4 * (1.0 + abs(upper) + (abs(lower) if np.isfinite(lower) else 0.0))
         return (d < upper + tol) & (d >= lower - tol)
+
+
+def _search_parts(plan: VectorTopK | VectorRange, ctx: StatementContext, parts: list[Part],
+                  search: Callable[[Part, np.ndarray | None], Any], *, parallel: bool) -> list[Any]:
+    """``search(part, allowed)`` for every part, where ``allowed`` is the part's live rows that pass the
+    plan's filter. Filters run first, one part at a time on this session's DuckDB connection (it is not
+    shared between threads); the searches then fan out over the parts on the engine's search threads."""
+    alias = plan.projection.ast.args["from_"].this.alias
+    masks: list[np.ndarray | None] = []
+    for part in parts:
+        ctx.check_cancel()
+        allowed = part.live
+        if plan.filter is not None:
+            mask = _filter_mask(plan, part, alias, ctx)  # type: ignore[arg-type]
+            allowed = mask if allowed is None else (allowed & mask)
+        masks.append(allowed)
+    if parallel and len(parts) > 1:
+        return list(ctx.engine.search_pool.map(search, parts, masks))
+    return [search(part, allowed) for part, allowed in zip(parts, masks)]
+
+
+def _ready_index(ctx: StatementContext, table: str, indexes: list[IndexSchema], part: Part
+                 ) -> tuple[IndexSchema, SegmentIndex] | None:
+    """The first of ``indexes`` that is ready for the part's segment (covering at least one row)."""
+    if part.segment is None:
+        return None
+    for index in indexes:
+        handle = ctx.snapshot.segment_index(table, index.name, part.segment)
+        if handle is not None and handle.covered > 0:
+            return index, handle
+    return None
 
 
 def _usable_indexes(schema: TableSchema, plan: VectorTopK) -> list[IndexSchema]:
@@ -687,7 +687,7 @@ class _SegmentSearch:
             return None, None, nulls, ("exact", n)
         vm = self.ctx.engine.vectors.get(part, plan.column, plan.dim or len(q))
         k = min(self.want, n)
-        found = self._index(part)
+        found = _ready_index(self.ctx, plan.table, self.indexes, part)
         if found is None:
             pos, dist = flat.topk(vm, allowed, q, k, plan.metric)
             how: tuple = ("exact", n)
@@ -698,15 +698,6 @@ class _SegmentSearch:
                    n - min(handle.covered, n))
         nulls = ~vm.valid if allowed is None else (~vm.valid & allowed)
         return pos, dist, (np.flatnonzero(nulls) if nulls.any() else None), how
-
-    def _index(self, part: Part) -> tuple[IndexSchema, SegmentIndex] | None:
-        if part.segment is None:
-            return None
-        for index in self.indexes:
-            handle = self.ctx.snapshot.segment_index(self.plan.table, index.name, part.segment)
-            if handle is not None and handle.covered > 0:
-                return index, handle
-        return None
 
     def _indexed(self, handle: SegmentIndex, vm: flat.VectorMatrix, allowed: np.ndarray | None,
                  q: np.ndarray, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -794,17 +785,14 @@ def explain(plan: Plan, ctx: StatementContext) -> list[str]:
             seg = part.segment
             kind = "pending rows of this transaction" if seg is None else ("sealed segment" if seg.sealed
                                                                             else "growing segment")
-            how = "exact"
-            for index in indexes:
-                handle = ctx.snapshot.segment_index(plan.table, index.name, seg) if seg is not None else None
-                if handle is not None and handle.covered > 0:
-                    how = f"index {index.name} ({index.method}, {index.opclass})"
-                    if handle.covered < part.data.num_rows:
-                        how += f" over {handle.covered} rows, the last {part.data.num_rows - handle.covered} exactly"
-                    break
+            ready = _ready_index(ctx, plan.table, indexes, part)
+            if ready is not None:
+                index, handle = ready
+                how = f"index {index.name} ({index.method}, {index.opclass})"
+                if handle.covered < part.data.num_rows:
+                    how += f" over {handle.covered} rows, the last {part.data.num_rows - handle.covered} exactly"
             else:
-                if indexes:
-                    how = "exact (its index is not built yet)" if seg is not None and seg.sealed else "exact"
+                how = "exact (its index is not built yet)" if indexes and seg is not None and seg.sealed else "exact"
             lines.append(f"  -> {kind}, {part.data.num_rows} rows: {how}")
         if isinstance(plan, VectorRange) or plan.projection.ast.args.get("where") is not None:
             lines.append(f"  Then in DuckDB: {plan.projection.ast.sql(SqlVec)}")
