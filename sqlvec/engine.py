@@ -27,6 +27,8 @@ from planner.errors import SqlError
 from planner.plan import CopyFrom, Plan, UtilityPlan, VectorRange, VectorTopK
 from planner.planner import plan as make_plan
 from sqlvec import execute as X
+from sqlvec import statement as S
+from sqlvec import vector_search as V
 from sqlvec.results import describe
 from sqlvec.settings import SessionSettings, SettingError
 from sqlvec.transaction import Transaction
@@ -65,7 +67,7 @@ def to_pg_error(e: Exception) -> PgError:
     if isinstance(e, NoSuchIndexError):
         return PgError("42704", str(e))
     if isinstance(e, duckdb.Error):
-        return X.duckdb_error(e)
+        return S.duckdb_error(e)
     if isinstance(e, StorageError):
         return PgError("XX000", str(e))
     log.exception("internal error")
@@ -77,7 +79,7 @@ class Engine:
 
     def __init__(self, store: Store, *, plan_cache_size: int = 1024) -> None:
         self.store = store
-        self.vectors = X.VectorCache()
+        self.vectors = V.VectorCache()
         self._plans: OrderedDict[tuple, tuple[int, Plan]] = OrderedDict()
         self._parses: OrderedDict[str, list[parser.Statement]] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -464,9 +466,9 @@ class Session:
         catalog = self.txn.catalog(snapshot_catalog) if self.txn else snapshot_catalog
         return self.engine.plan(st, catalog, oids, self.txn)
 
-    def _context(self, params: Sequence[Any]) -> X.StatementContext:
+    def _context(self, params: Sequence[Any]) -> S.StatementContext:
         self._sync_settings_table()
-        ctx = X.StatementContext(self.engine, self.engine.store.snapshot(), self.txn, self.con, params,
+        ctx = S.StatementContext(self.engine, self.engine.store.snapshot(), self.txn, self.con, params,
                                  self.settings, self.cancelled, self.notices,
                                  in_block=self.txn is not None and not self.implicit)
         ctx.session = self
@@ -498,8 +500,8 @@ class Session:
         if isinstance(plan, (VectorTopK, VectorRange)):
             schema = ctx.schema(plan.table)
             empty = schema.arrow_schema().empty_table()
-            empty = empty.append_column(X.DUCK_ROWID, pa.array([], pa.int64())).append_column(
-                X.DISTANCE, pa.array([], pa.float64()))
+            empty = empty.append_column(S.DUCK_ROWID, pa.array([], pa.int64())).append_column(
+                S.DISTANCE, pa.array([], pa.float64()))
             proj = plan.projection
             rows = ctx.run_query(proj, {"__topk" if isinstance(plan, VectorTopK) else "__range": empty})
             return describe(rows.schema, proj.names, proj.column_types)
@@ -515,12 +517,12 @@ class Session:
         returning = getattr(plan, "returning", None)
         if returning is not None:
             schema = ctx.schema(plan.table)  # type: ignore[attr-defined]
-            empty = schema.arrow_schema().empty_table().append_column(X.DUCK_ROWID, pa.array([], pa.int64()))
+            empty = schema.arrow_schema().empty_table().append_column(S.DUCK_ROWID, pa.array([], pa.int64()))
             rows = ctx.run_query(returning, {schema.name: empty})
             return describe(rows.schema, returning.names, returning.column_types)
         return None
 
-    def run_statement(self, st: parser.Statement, oids: Sequence[int], params: Sequence[Any]) -> X.Result:
+    def run_statement(self, st: parser.Statement, oids: Sequence[int], params: Sequence[Any]) -> S.Result:
         self._check_failed(st)
         plan = self.plan_for(st, oids)
         if isinstance(plan, UtilityPlan):
@@ -537,7 +539,7 @@ class Session:
 
     # -- utility statements -------------------------------------------------------------------------
 
-    def _run_utility(self, plan: UtilityPlan) -> X.Result:
+    def _run_utility(self, plan: UtilityPlan) -> S.Result:
         u = plan.utility
         handler = getattr(self, f"_u_{u.kind}")
         return handler(u.args)
@@ -545,96 +547,96 @@ class Session:
     def _notice(self, sqlstate: str, message: str, severity: str = "WARNING") -> None:
         self.notices.append(PgError(sqlstate, message, severity=severity))
 
-    def _u_begin(self, args: dict) -> X.Result:
+    def _u_begin(self, args: dict) -> S.Result:
         if self.txn is not None and not self.implicit:
             self._notice("25001", "there is already a transaction in progress")
         elif self.txn is not None and self.implicit:
             self.implicit = False  # BEGIN inside a multi-statement query makes the block explicit
         else:
             self.txn = Transaction()
-        return X.Result(None, "BEGIN")
+        return S.Result(None, "BEGIN")
 
-    def _u_commit(self, args: dict) -> X.Result:
+    def _u_commit(self, args: dict) -> S.Result:
         if self.txn is None:
             self._notice("25P01", "there is no transaction in progress")
-            return X.Result(None, "COMMIT")
+            return S.Result(None, "COMMIT")
         txn, failed = self.txn, self.failed
         self.txn, self.failed, self.implicit = None, False, False
         self.settings.end_transaction()
         if failed:
-            return X.Result(None, "ROLLBACK")
+            return S.Result(None, "ROLLBACK")
         if txn.ops:
             self.engine.commit(txn.storage_ops(), wait_indexes=txn.index_builds, cancelled=self.cancelled)
-        return X.Result(None, "COMMIT")
+        return S.Result(None, "COMMIT")
 
-    def _u_rollback(self, args: dict) -> X.Result:
+    def _u_rollback(self, args: dict) -> S.Result:
         if self.txn is None:
             self._notice("25P01", "there is no transaction in progress")
         self.txn, self.failed, self.implicit = None, False, False
         self.settings.end_transaction()
-        return X.Result(None, "ROLLBACK")
+        return S.Result(None, "ROLLBACK")
 
-    def _u_set(self, args: dict) -> X.Result:
+    def _u_set(self, args: dict) -> S.Result:
         value = ", ".join(parser.unquote_value(v.strip()) for v in _split_values(args["value"]))
         local = args.get("scope", "").upper() == "LOCAL"
         if local and self.txn is None:
             self._notice("25P01", "SET LOCAL can only be used in transaction blocks")
-            return X.Result(None, "SET")
+            return S.Result(None, "SET")
         if value.upper() == "DEFAULT":
             self.settings.reset(args["name"])
         else:
             self.settings.set(args["name"], value, local=local)
-        return X.Result(None, "SET")
+        return S.Result(None, "SET")
 
-    def _u_set_time_zone(self, args: dict) -> X.Result:
+    def _u_set_time_zone(self, args: dict) -> S.Result:
         local = args.get("scope", "").upper() == "LOCAL"
         self.settings.set("TimeZone", parser.unquote_value(args["value"]), local=local)
-        return X.Result(None, "SET")
+        return S.Result(None, "SET")
 
-    def _u_set_names(self, args: dict) -> X.Result:
+    def _u_set_names(self, args: dict) -> S.Result:
         self.settings.set("client_encoding", parser.unquote_value(args["value"]))
-        return X.Result(None, "SET")
+        return S.Result(None, "SET")
 
-    def _u_set_transaction(self, args: dict) -> X.Result:
+    def _u_set_transaction(self, args: dict) -> S.Result:
         modes = args.get("modes", "").lower()
         if "serializable" in modes or "repeatable read" in modes:
             self._notice("0A000", "sqlvec runs every transaction at READ COMMITTED", "NOTICE")
-        return X.Result(None, "SET")
+        return S.Result(None, "SET")
 
-    def _u_reset(self, args: dict) -> X.Result:
+    def _u_reset(self, args: dict) -> S.Result:
         name = args["name"]
         self.settings.reset("TimeZone" if name.lower().replace(" ", "") == "timezone" else name)
-        return X.Result(None, "RESET")
+        return S.Result(None, "RESET")
 
-    def _u_show(self, args: dict) -> X.Result:
+    def _u_show(self, args: dict) -> S.Result:
         name = args["name"]
         if name.lower() == "sqlvec.plans_made":  # diagnostic: how often the planner has run in this server
-            return X.Result(pa.table({"sqlvec.plans_made": [str(self.engine.plans_made)]}), "SHOW")
+            return S.Result(pa.table({"sqlvec.plans_made": [str(self.engine.plans_made)]}), "SHOW")
         if name.lower() == "sqlvec.last_search":  # how this session's last vector search ran
-            return X.Result(pa.table({"sqlvec.last_search": [X.describe_search(self.last_search)]}), "SHOW")
+            return S.Result(pa.table({"sqlvec.last_search": [V.describe_search(self.last_search)]}), "SHOW")
         if name.lower() == "sqlvec.indexes":
-            return X.Result(index_status_table(self.engine.store), "SHOW")
+            return S.Result(index_status_table(self.engine.store), "SHOW")
         if name.upper() == "ALL":
             rows = self.settings.all()
             t = pa.table({"name": [r[0] for r in rows], "setting": [r[1] for r in rows],
                           "description": [r[2] for r in rows]})
-            return X.Result(t, "SHOW")
+            return S.Result(t, "SHOW")
         if name.lower().replace(" ", "") == "timezone":
             name = "TimeZone"
         if " " in name:  # TRANSACTION ISOLATION LEVEL
             name = "transaction_isolation"
         label, value = self.settings.show(name)
-        return X.Result(pa.table({label.lower(): [value]}), "SHOW")
+        return S.Result(pa.table({label.lower(): [value]}), "SHOW")
 
-    def _u_deallocate(self, args: dict) -> X.Result:
+    def _u_deallocate(self, args: dict) -> S.Result:
         name = args["name"]
         if name.upper() == "ALL":
             self.deallocations.append("*")
-            return X.Result(None, "DEALLOCATE ALL")
+            return S.Result(None, "DEALLOCATE ALL")
         self.deallocations.append(parser.unquote_identifier(name))
-        return X.Result(None, "DEALLOCATE")
+        return S.Result(None, "DEALLOCATE")
 
-    def _u_explain(self, args: dict) -> X.Result:
+    def _u_explain(self, args: dict) -> S.Result:
         """EXPLAIN [ANALYZE] of a query: how sqlvec runs it (vector search per segment: which index or
         exact; anything else: the DuckDB SQL). ANALYZE runs it and adds rows, search and time."""
         import time
@@ -653,38 +655,38 @@ class Session:
             rows = result.rows.num_rows if result.rows is not None else 0
             lines.append(f"Actual rows: {rows}")
             if isinstance(plan, (VectorTopK, VectorRange)):
-                lines.append(f"Searched: {X.describe_search(self.last_search)}")
+                lines.append(f"Searched: {V.describe_search(self.last_search)}")
             lines.append(f"Execution Time: {elapsed:.3f} ms")
-        return X.Result(pa.table({"QUERY PLAN": lines}), "EXPLAIN")
+        return S.Result(pa.table({"QUERY PLAN": lines}), "EXPLAIN")
 
-    def _u_checkpoint(self, args: dict) -> X.Result:
+    def _u_checkpoint(self, args: dict) -> S.Result:
         """Seal every growing segment into a segment file (indexed in the background) and cut the WAL."""
         self.engine.store.checkpoint()
-        return X.Result(None, "CHECKPOINT")
+        return S.Result(None, "CHECKPOINT")
 
-    def _u_maintenance(self, args: dict) -> X.Result:
+    def _u_maintenance(self, args: dict) -> S.Result:
         """VACUUM / ANALYZE: nothing to do (sqlvec keeps exact counts and masks deleted rows), accepted so
         that scripts and tools written for PostgreSQL run unchanged."""
         command = args["command"].upper()
-        return X.Result(None, "ANALYZE" if command.startswith("ANALY") else "VACUUM")
+        return S.Result(None, "ANALYZE" if command.startswith("ANALY") else "VACUUM")
 
-    def _u_discard(self, args: dict) -> X.Result:
-        return X.Result(None, f"DISCARD {args['what'].upper()}")
+    def _u_discard(self, args: dict) -> S.Result:
+        return S.Result(None, f"DISCARD {args['what'].upper()}")
 
-    def _u_create_extension(self, args: dict) -> X.Result:
+    def _u_create_extension(self, args: dict) -> S.Result:
         name = parser.unquote_identifier(args["name"])
         if name not in _EXTENSIONS:
             raise PgError("0A000", f'extension "{name}" is not available',
                           hint="sqlvec provides the vector extension built in.")
-        return X.Result(None, "CREATE EXTENSION")
+        return S.Result(None, "CREATE EXTENSION")
 
-    def _u_drop_extension(self, args: dict) -> X.Result:
+    def _u_drop_extension(self, args: dict) -> S.Result:
         name = parser.unquote_identifier(args["name"])
         if name == "vector":
             raise PgError("2BP01", 'cannot drop extension vector because sqlvec is built on it')
         if not args.get("ie"):
             raise PgError("42704", f'extension "{name}" does not exist')
-        return X.Result(None, "DROP EXTENSION")
+        return S.Result(None, "DROP EXTENSION")
 
 
 def index_status_table(store: Store) -> pa.Table:

@@ -1,0 +1,630 @@
+"""Vector search plans: top-k (VectorTopK) and range search (VectorRange) over a snapshot's segments.
+
+Per part (a sealed or growing segment, or a transaction's pending rows) the plan's filter runs first
+(Arrow kernels, else DuckDB) into an allow-mask; then each part is searched on the engine's search
+threads, through a ready index of its segment whose operator class matches the query's operator, or
+exactly; the parts' answers merge into the result, and only the winning rows are projected. EXPLAIN
+and ``SHOW sqlvec.last_search`` describe the same choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlglot import exp
+
+from planner.dialect import SqlVec
+from planner.plan import Query, VectorRange, VectorTopK
+from sqlvec import arrow_filter, coerce
+from sqlvec.statement import DISTANCE, DUCK_ROWID, Result, StatementContext, concat, constant_value
+from sqlvec.transaction import ROWID, Part
+from storage import SegmentIndex, flat
+from storage.types import IndexSchema, TableSchema
+from storage.vector_index import SearchParams
+from wire.session import PgError
+
+
+class VectorCache:
+    """Dense matrices of segments' vector columns, keyed by (segment key, column).
+
+    A sealed segment's matrix is a zero-copy view of its memory-mapped file. The growing segment is
+    append-only within one generation (its key changes with every append), so its matrix is kept in a
+    buffer that is extended by the new rows only, never rebuilt: otherwise a query after each insert
+    would copy the whole growing segment (up to ``--seal-rows`` rows).
+    """
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self._entries: OrderedDict[tuple[str, str], flat.VectorMatrix] = OrderedDict()
+        self._growing: OrderedDict[tuple[str, str], _GrowingMatrix] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_entries = max_entries
+
+    def get(self, part: Part, column: str, dim: int) -> flat.VectorMatrix:
+        seg = part.segment
+        if seg is not None and not seg.sealed and part.key == seg.segment_id:
+            return self._get_growing(part, seg.segment_id.rsplit(".", 1)[0], column, dim)
+        key = (part.key, column)
+        with self._lock:
+            vm = self._entries.get(key)
+            if vm is not None:
+                self._entries.move_to_end(key)
+                return vm
+        vm = _matrix(part.data.column(column), dim)
+        with self._lock:
+            self._entries[key] = vm
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return vm
+
+    def _get_growing(self, part: Part, generation: str, column: str, dim: int) -> flat.VectorMatrix:
+        key = (generation, column)
+        n = part.data.num_rows
+        with self._lock:
+            grow = self._growing.get(key)
+            if grow is None or grow.dim != dim:
+                grow = self._growing[key] = _GrowingMatrix(dim)
+                while len(self._growing) > self.max_entries:
+                    self._growing.popitem(last=False)
+            self._growing.move_to_end(key)
+            if grow.rows < n:  # under the lock: one thread appends, the others then find the rows there
+                grow.append(_matrix(part.data.column(column).slice(grow.rows, n - grow.rows), dim))
+            return grow.view(n)
+
+
+def _matrix(column: pa.ChunkedArray, dim: int) -> flat.VectorMatrix:
+    try:
+        return flat.VectorMatrix.from_arrow(column, dim)
+    except flat.DimensionMismatch as e:
+        raise PgError("22000", str(e)) from None
+
+
+class _GrowingMatrix:
+    """The growing segment's vectors, norms and validity in buffers that double when full. Views
+    handed out stay valid: appends write past them, and a reallocation leaves the old buffer to its
+    views."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.rows = 0
+        self.matrix = np.zeros((0, dim), np.float32)
+        self.norms = np.zeros(0, np.float32)
+        self.valid = np.zeros(0, bool)
+
+    def append(self, vm: flat.VectorMatrix) -> None:
+        end = self.rows + len(vm.valid)
+        if end > len(self.valid):
+            cap = max(end, 2 * len(self.valid), 1024)
+            for name in ("matrix", "norms", "valid"):
+                old = getattr(self, name)
+                new = np.zeros((cap, *old.shape[1:]), old.dtype)
+                new[: self.rows] = old[: self.rows]
+                setattr(self, name, new)
+        self.matrix[self.rows:end] = vm.matrix
+        self.norms[self.rows:end] = vm.sq_norms
+        self.valid[self.rows:end] = vm.valid
+        self.rows = end
+
+    def view(self, n: int) -> flat.VectorMatrix:
+        return flat.VectorMatrix(self.matrix[:n], self.valid[:n], self.norms[:n])
+
+
+
+def _query_vector(plan: VectorTopK, ctx: StatementContext) -> np.ndarray:
+    v = constant_value(plan.query, ctx.params)
+    if v is None:
+        return None  # type: ignore[return-value]
+    if isinstance(v, str):
+        from storage.types import ColumnType
+        v = coerce.from_python([v], ColumnType("vector")).values.to_numpy(zero_copy_only=False)
+    q = np.asarray(v, dtype=np.float32).ravel()
+    if plan.dim is not None and len(q) != plan.dim:
+        raise PgError("22000", f"different vector dimensions {plan.dim} and {len(q)}")
+    return q
+
+
+def _int_value(e: exp.Expr, ctx: StatementContext, what: str) -> int:
+    v = constant_value(e, ctx.params)
+    if v is None:
+        return -1
+    try:
+        n = int(v)
+    except (TypeError, ValueError):
+        raise PgError("22P02", f'invalid input syntax for type bigint: "{v}"') from None
+    if n < 0:
+        raise PgError("2201W" if what == "LIMIT" else "2201X", f"{what} must not be negative")
+    return n
+
+
+def run_vector_topk(plan: VectorTopK, ctx: StatementContext) -> Result:
+    schema = ctx.schema(plan.table)
+    limit = _int_value(plan.limit, ctx, "LIMIT")
+    offset = _int_value(plan.offset, ctx, "OFFSET") if plan.offset is not None else 0
+    q = _query_vector(plan, ctx)
+    parts = ctx.parts(plan.table)
+    want = (limit if limit >= 0 else 1 << 62) + offset
+    indexes = _usable_indexes(schema, plan) if q is not None and limit >= 0 else []
+    search = _SegmentSearch(plan, ctx, q, want, indexes)
+    found = _search_parts(plan, ctx, parts, search, parallel=q is not None)
+    ctx.report_search([f[3] for f in found])
+    if len(parts) == 1 and found[0][0] is not None and (found[0][2] is None or len(found[0][0]) >= want):
+        # One segment (the common case of a sealed, indexed table): its top-k, already in result order
+        # (nearest first, NaN last, ties by position = row id), is the answer; no merge needed.
+        pos, dist = found[0][0][offset:want], found[0][1][offset:want]
+        rows = _plain_winners(plan, parts[0], pos, dist)
+        if rows is not None:
+            return Result(rows, "", plan.projection.names, plan.projection.column_types)
+    chosen: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (part index, positions, dists, rowids)
+    null_rows: list[tuple[int, np.ndarray, np.ndarray]] = []
+    for i, (part, (pos, dist, nulls, _)) in enumerate(zip(parts, found)):
+        rowids = part.data.column(ROWID).to_numpy()
+        if pos is not None:
+            chosen.append((i, pos, dist, rowids[pos]))
+        if nulls is not None and len(nulls):
+            null_rows.append((i, nulls, rowids[nulls]))
+    ctx.check_cancel()
+    part_idx = np.concatenate([np.full(len(c[1]), c[0]) for c in chosen]) if chosen else np.zeros(0, int)
+    positions = np.concatenate([c[1] for c in chosen]) if chosen else np.zeros(0, np.int64)
+    dists = np.concatenate([c[2] for c in chosen]) if chosen else np.zeros(0)
+    rowids = np.concatenate([c[3] for c in chosen]) if chosen else np.zeros(0, np.int64)
+    nan = np.isnan(dists)
+    order = np.lexsort((rowids, np.where(nan, 0.0, dists), nan))[:want]
+    part_idx, positions, dists, rowids = part_idx[order], positions[order], dists[order], rowids[order]
+    has_dist = np.ones(len(order), bool)
+    if len(order) < want and null_rows:
+        n_idx = np.concatenate([np.full(len(r[1]), r[0]) for r in null_rows])
+        n_pos = np.concatenate([r[1] for r in null_rows])
+        n_ids = np.concatenate([r[2] for r in null_rows])
+        o = np.argsort(n_ids, kind="stable")[: want - len(order)]
+        part_idx = np.concatenate([part_idx, n_idx[o]])
+        positions = np.concatenate([positions, n_pos[o]])
+        dists = np.concatenate([dists, np.zeros(len(o))])
+        rowids = np.concatenate([rowids, n_ids[o]])
+        has_dist = np.concatenate([has_dist, np.zeros(len(o), bool)])
+    sl = slice(offset, offset + limit if limit >= 0 else None)
+    part_idx, positions, dists, rowids, has_dist = (a[sl] for a in (part_idx, positions, dists, rowids, has_dist))
+    names = [c.name for c in schema.columns]
+    if len(np.unique(part_idx)) == 1:
+        winners = parts[int(part_idx[0])].data.select(names).take(pa.array(positions))
+    elif len(part_idx):
+        pieces = []
+        for i in np.unique(part_idx):
+            sel = part_idx == i
+            pieces.append(parts[i].data.select(names).take(pa.array(positions[sel])))
+        winners = concat(pieces)
+        # concat grouped rows by part; restore the merged order
+        regroup = np.concatenate([np.flatnonzero(part_idx == i) for i in np.unique(part_idx)])
+        winners = winners.take(pa.array(np.argsort(regroup, kind="stable")))
+    else:
+        winners = schema.arrow_schema().empty_table()
+    winners = winners.append_column(DUCK_ROWID, pa.array(rowids, pa.int64()))
+    winners = winners.append_column(DISTANCE, pa.array(dists, pa.float64(), mask=~has_dist))
+    rows = _plain_projection(plan.projection, winners)
+    if rows is None:
+        rows = ctx.run_query(plan.projection, {"__topk": winners})
+    return Result(rows, "", plan.projection.names, plan.projection.column_types)
+
+
+def run_vector_range(plan: VectorRange, ctx: StatementContext) -> Result:
+    """Every row whose distance lies within the bounds (and that passes the filter), through each
+    segment's index range search where one matches the operator, else exactly; then the select list,
+    ORDER BY and LIMIT in DuckDB over those rows."""
+    schema = ctx.schema(plan.table)
+    q = _query_vector(plan, ctx)  # type: ignore[arg-type]
+    lower, upper = _range_bounds(plan, ctx)
+    names = [c.name for c in schema.columns]
+    pieces = []
+    if q is not None and lower is not None and upper is not None and upper > lower:
+        parts = ctx.parts(plan.table)
+        search = _SegmentRange(plan, ctx, q, lower, upper, _usable_indexes(schema, plan))  # type: ignore[arg-type]
+        found = _search_parts(plan, ctx, parts, search, parallel=True)
+        ctx.report_search([f[2] for f in found])
+        ctx.check_cancel()
+        if plan.nearest_first and len(parts) == 1:
+            # One segment and a plain select list: order the rows found (nearest first, ties by position =
+            # row id) and gather the selected columns, without DuckDB.
+            pos, dist, _ = found[0]
+            order = np.lexsort((pos, dist))
+            rows = _plain_winners(plan, parts[0], pos[order], dist[order])  # type: ignore[arg-type]
+            if rows is not None:
+                return Result(rows, "", plan.projection.names, plan.projection.column_types)
+        for part, (pos, dist, _) in zip(parts, found):
+            if len(pos):
+                rows = part.data.select(names + [ROWID]).take(pa.array(pos, pa.int64()))
+                rows = rows.rename_columns(names + [DUCK_ROWID])
+                pieces.append(rows.append_column(DISTANCE, pa.array(dist, pa.float64())))
+    if pieces:
+        found_rows = concat(pieces)
+    else:
+        empty = schema.arrow_schema()
+        found_rows = empty.append(pa.field(DUCK_ROWID, pa.int64())).append(
+            pa.field(DISTANCE, pa.float64())).empty_table()
+    rows = ctx.run_query(plan.projection, {"__range": found_rows})
+    return Result(rows, "", plan.projection.names, plan.projection.column_types)
+
+
+def _range_bounds(plan: VectorRange, ctx: StatementContext) -> tuple[float | None, float | None]:
+    """The bounds as the half-open interval [lower, upper) that range search takes (an inclusive upper
+    bound becomes the next float above it, an exclusive lower one likewise); None when a bound is NULL
+    (then no row matches, as distance < NULL is never true)."""
+    def value(e: exp.Expr) -> float | None:
+        v = constant_value(e, ctx.params)
+        if v is None:
+            return None
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            raise PgError("22P02", f'invalid input syntax for type double precision: "{v}"') from None
+
+    upper = value(plan.upper)
+    if upper is not None and plan.upper_inclusive:
+        upper = float(np.nextafter(upper, np.inf))
+    lower: float | None = -np.inf
+    if plan.lower is not None:
+        lower = value(plan.lower)
+        if lower is not None and not plan.lower_inclusive:
+            lower = float(np.nextafter(lower, np.inf))
+    return lower, upper
+
+
+class _SegmentRange:
+    """The rows of one part within the bounds: (positions, distances, how it was searched)."""
+
+    def __init__(self, plan: VectorRange, ctx: StatementContext, q: np.ndarray, lower: float, upper: float,
+                 indexes: list[IndexSchema]) -> None:
+        self.plan, self.ctx, self.q, self.lower, self.upper, self.indexes = plan, ctx, q, lower, upper, indexes
+        self.params = None
+        if indexes:
+            # A graph's range search returns at most ef_search candidates inside the bound, and a range
+            # holds many more rows than a top-10: search 4x wider than hnsw.ef_search says (recall of a
+            # 50-row range at ef_search 80 went from 0.925 to 0.995 in sqlvec bench, 934 to 755 QPS).
+            p = ctx.search_params()
+            self.params = dataclasses.replace(p, ef_search=min(p.ef_search * 4, 4096))
+
+    def __call__(self, part: Part, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, tuple]:
+        _one_openmp_thread()
+        plan, q = self.plan, self.q
+        n = part.data.num_rows
+        vm = self.ctx.engine.vectors.get(part, plan.column, plan.dim or len(q))
+        mask = vm.valid if allowed is None else (vm.valid & allowed)
+        ready = _ready_index(self.ctx, plan.table, self.indexes, part)
+        covered = 0
+        pos, dist = np.zeros(0, np.int64), np.zeros(0)
+        how: tuple = ("exact", n)
+        if ready is not None:
+            index, handle = ready
+            covered = min(handle.covered, n)
+            matrix = vm.matrix
+            lower = None if self.lower == -np.inf else self.lower
+            pos, dist = handle.range_search(q.reshape(1, -1), lower, self.upper, self.params, mask[:covered],
+                                            vectors_for_rerank=lambda rows: matrix[rows])[0]
+            how = ("index", index.name, index.method, part.segment.sealed, n - covered)  # type: ignore[union-attr]
+        if covered < n:  # rows without an index (or past a growing index's coverage): exact
+            rows = np.flatnonzero(mask[covered:]) + covered
+            # float32 BLAS distances pick the candidates (bounds widened by a rounding tolerance), which
+            # are then checked in float64: a full float64 pass over every row cost 5x as much.
+            rows = rows[self._candidates(vm, rows, n, q)]
+            d = flat.exact_distances(vm.matrix[rows], q, plan.metric)
+            keep = (d >= self.lower) & (d < self.upper)  # NaN never matches
+            pos, dist = np.concatenate([pos, rows[keep]]), np.concatenate([dist, d[keep]])
+        return pos.astype(np.int64, copy=False), dist, how
+
+
+    def _candidates(self, vm: flat.VectorMatrix, rows: np.ndarray, n: int, q: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` may lie within the bounds, by float32 distances with the bounds widened by
+        their rounding error (l2 in squared form, whose error grows with the vectors' norms)."""
+        if len(rows) == 0:
+            return np.zeros(0, bool)
+        positions = None if len(rows) == n else rows
+        metric, lower, upper = self.plan.metric, self.lower, self.upper
+        q32 = q.astype(np.float32)
+        if metric == "l2":
+            sq = flat.approximate_distances(vm, positions, q, "l2", squared_l2=True)
+            tol = 1e-5 * (float(vm.sq_norms[rows].max()) + float(q32 @ q32)) + 1e-12
+            low = max(lower, 0.0) ** 2 - tol if np.isfinite(lower) else -np.inf
+            return (sq < upper * upper + tol) & (sq >= low)
+        d = flat.approximate_distances(vm, positions, q, metric)
+        if metric == "ip":
+            tol = 1e-4 * float(np.sqrt(vm.sq_norms[rows].max()) * np.sqrt(q32 @ q32)) + 1e-9
+        else:  # cosine (in [0, 2]) and l1 (float32 sums of |differences|)
+            tol = 1e-4 * (1.0 + abs(upper) + (abs(lower) if np.isfinite(lower) else 0.0))
+        return (d < upper + tol) & (d >= lower - tol)
+
+
+def _search_parts(plan: VectorTopK | VectorRange, ctx: StatementContext, parts: list[Part],
+                  search: Callable[[Part, np.ndarray | None], Any], *, parallel: bool) -> list[Any]:
+    """``search(part, allowed)`` for every part, where ``allowed`` is the part's live rows that pass the
+    plan's filter. Filters run first, one part at a time on this session's DuckDB connection (it is not
+    shared between threads); the searches then fan out over the parts on the engine's search threads."""
+    alias = plan.projection.ast.args["from_"].this.alias
+    masks: list[np.ndarray | None] = []
+    for part in parts:
+        ctx.check_cancel()
+        allowed = part.live
+        if plan.filter is not None:
+            mask = _filter_mask(plan, part, alias, ctx)  # type: ignore[arg-type]
+            allowed = mask if allowed is None else (allowed & mask)
+        masks.append(allowed)
+    if parallel and len(parts) > 1:
+        return list(ctx.engine.search_pool.map(search, parts, masks))
+    return [search(part, allowed) for part, allowed in zip(parts, masks)]
+
+
+def _ready_index(ctx: StatementContext, table: str, indexes: list[IndexSchema], part: Part
+                 ) -> tuple[IndexSchema, SegmentIndex] | None:
+    """The first of ``indexes`` that is ready for the part's segment (covering at least one row)."""
+    if part.segment is None:
+        return None
+    for index in indexes:
+        handle = ctx.snapshot.segment_index(table, index.name, part.segment)
+        if handle is not None and handle.covered > 0:
+            return index, handle
+    return None
+
+
+def _usable_indexes(schema: TableSchema, plan: VectorTopK) -> list[IndexSchema]:
+    """The table's indexes that can answer this ORDER BY: same column, and an opclass whose operator
+    is the query's (an index built for cosine cannot order by L2 distance)."""
+    return [i for i in schema.indexes if i.column == plan.column and i.metric == plan.metric]
+
+
+_THREAD = threading.local()
+
+
+def _one_openmp_thread() -> None:
+    """One query's faiss search runs on one thread; parallelism comes from the segment fan-out and
+    from concurrent sessions. With the default (every core) faiss still starts an OpenMP team for a
+    single query, whose idle member spins: measured 155 us wall but 313 us of CPU per HNSW search on
+    2 cores, against 155 / 155 with one thread. The setting is the calling thread's own (index builds
+    keep every core)."""
+    if not getattr(_THREAD, "single", False):
+        faiss.omp_set_num_threads(1)
+        _THREAD.single = True
+
+
+class _SegmentSearch:
+    """The k nearest rows of one part: through a ready index of its segment where there is one (and
+    exactly over the rows the index does not cover yet), else exactly. Called from several threads
+    at once (faiss and numpy release the GIL); touches no DuckDB connection."""
+
+    def __init__(self, plan: VectorTopK, ctx: StatementContext, q: np.ndarray | None, want: int,
+                 indexes: list[IndexSchema]) -> None:
+        self.plan = plan
+        self.ctx = ctx
+        self.q = q
+        self.want = want
+        self.indexes = indexes
+        self.params = ctx.search_params() if indexes else None
+
+    def __call__(self, part: Part, allowed: np.ndarray | None
+                 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, tuple]:
+        """(positions, distances, positions of allowed rows whose vector is NULL, how it was searched:
+        ("index", name, method, sealed, rows searched exactly) or ("exact", rows))."""
+        _one_openmp_thread()
+        plan, q = self.plan, self.q
+        n = part.data.num_rows
+        if q is None:  # distance to NULL is NULL for every row
+            nulls = np.arange(n) if allowed is None else np.flatnonzero(allowed)
+            return None, None, nulls, ("exact", n)
+        vm = self.ctx.engine.vectors.get(part, plan.column, plan.dim or len(q))
+        k = min(self.want, n)
+        found = _ready_index(self.ctx, plan.table, self.indexes, part)
+        if found is None:
+            pos, dist = flat.topk(vm, allowed, q, k, plan.metric)
+            how: tuple = ("exact", n)
+        else:
+            index, handle = found
+            pos, dist = self._indexed(handle, vm, allowed, q, k, n)
+            how = ("index", index.name, index.method, part.segment.sealed,  # type: ignore[union-attr]
+                   n - min(handle.covered, n))
+        nulls = ~vm.valid if allowed is None else (~vm.valid & allowed)
+        return pos, dist, (np.flatnonzero(nulls) if nulls.any() else None), how
+
+    def _indexed(self, handle: SegmentIndex, vm: flat.VectorMatrix, allowed: np.ndarray | None,
+                 q: np.ndarray, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        covered = min(handle.covered, n)
+        head = None if allowed is None else allowed[:covered]
+        matrix = vm.matrix
+        ids, dist = handle.search(q.reshape(1, -1), min(k, covered), self._for_filter(head, covered), head,
+                                  vectors_for_rerank=lambda rows: matrix[rows])
+        ids, dist = ids[0], dist[0]
+        found = ids >= 0
+        ids, dist = ids[found], dist[found]
+        if len(ids) < min(k, covered):
+            ids, dist = self._widen(handle, vm, head, q, min(k, covered), covered, n, ids, dist)
+        if covered < n:  # rows appended after the (growing) index was last extended: exact
+            tail = np.zeros(n, bool)
+            tail[covered:] = True if allowed is None else allowed[covered:]
+            tpos, tdist = flat.topk(vm, tail, q, min(k, n - covered), self.plan.metric)
+            ids, dist = np.concatenate([ids, tpos]), np.concatenate([dist, tdist])
+            nan = np.isnan(dist)
+            order = np.lexsort((ids, np.where(nan, 0.0, dist), nan))[:k]
+            ids, dist = ids[order], dist[order]
+        return ids.astype(np.int64, copy=False), dist
+
+
+    def _for_filter(self, head: np.ndarray | None, covered: int) -> SearchParams:
+        """Search settings scaled to the filter's selectivity: a filter admitting a fraction f of the rows
+        leaves a graph walk or a probed list about f as many candidates, so ef_search, probes and
+        leaves_to_search grow by 1/f (at most 16x); unfiltered queries use the settings as they are."""
+        p = self.params
+        if head is None or covered == 0:
+            return p
+        frac = np.count_nonzero(head) / covered
+        if frac >= 0.9:
+            return p
+        scale = min(16.0, 1.0 / max(frac, 1e-9))
+        return dataclasses.replace(p, ef_search=int(p.ef_search * scale), probes=int(np.ceil(p.probes * scale)),
+                                   leaves_to_search=int(np.ceil(p.leaves_to_search * scale)))
+
+    def _widen(self, handle: SegmentIndex, vm: flat.VectorMatrix, head: np.ndarray | None, q: np.ndarray,
+               want: int, covered: int, n: int, ids: np.ndarray, dist: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """The index came back short: a filter left the graph walk or the probed lists fewer allowed rows
+        than asked for. If more matching rows exist, search wider (8x ef_search / probes / leaves), and
+        if that is still short, search the matching rows exactly, so a filtered query never returns
+        fewer rows than there are matches."""
+        matching = vm.valid[:covered] if head is None else (vm.valid[:covered] & head)
+        if np.count_nonzero(matching) <= len(ids):
+            return ids, dist  # every match was found
+        p = self.params
+        wider = dataclasses.replace(p, ef_search=min(p.ef_search * 8, 1 << 16), probes=p.probes * 8,
+                                    leaves_to_search=p.leaves_to_search * 8 if p.leaves_to_search else 1 << 16)
+        matrix = vm.matrix
+        wids, wdist = handle.search(q.reshape(1, -1), want, wider, head, vectors_for_rerank=lambda rows: matrix[rows])
+        keep = wids[0] >= 0
+        if np.count_nonzero(keep) >= min(want, np.count_nonzero(matching)):
+            return wids[0][keep], wdist[0][keep]
+        allow = np.zeros(n, bool)
+        allow[:covered] = matching
+        return flat.topk(vm, allow, q, want, self.plan.metric)
+
+
+_OPERATORS = {"l2": "<->", "ip": "<#>", "cosine": "<=>", "l1": "<+>"}
+
+
+def explain_search(plan: VectorTopK | VectorRange, ctx: StatementContext) -> list[str]:
+    """EXPLAIN's lines for a vector search as it would run against ``ctx``'s snapshot now."""
+    op = _OPERATORS[plan.metric]
+    if isinstance(plan, VectorTopK):
+        head = f"Vector Top-K on {plan.table} (ORDER BY {plan.column} {op} q LIMIT {plan.limit.sql(SqlVec)})"
+    else:
+        lo = f"{plan.lower.sql(SqlVec)} {'<=' if plan.lower_inclusive else '<'} " if plan.lower is not None else ""
+        hi = f"{'<=' if plan.upper_inclusive else '<'} {plan.upper.sql(SqlVec)}"
+        head = f"Vector Range Search on {plan.table} ({lo}{plan.column} {op} q {hi})"
+    lines = [head]
+    if plan.filter is not None:
+        p = ctx.search_params()
+        lines.append(f"  Filter: {plan.filter.sql(SqlVec)} (an allow-list inside each segment's search; a "
+                     f"segment where it admits at most sqlvec.exact_below = {p.exact_below} rows is searched "
+                     "exactly)")
+    indexes = _usable_indexes(ctx.schema(plan.table), plan)  # type: ignore[arg-type]
+    if not indexes:
+        lines.append(f"  No index serves {op} on {plan.column}: every segment is searched exactly")
+    for part in ctx.parts(plan.table):
+        seg = part.segment
+        kind = "pending rows of this transaction" if seg is None else ("sealed segment" if seg.sealed
+                                                                        else "growing segment")
+        ready = _ready_index(ctx, plan.table, indexes, part)
+        if ready is not None:
+            index, handle = ready
+            how = f"index {index.name} ({index.method}, {index.opclass})"
+            if handle.covered < part.data.num_rows:
+                how += f" over {handle.covered} rows, the last {part.data.num_rows - handle.covered} exactly"
+        else:
+            how = "exact (its index is not built yet)" if indexes and seg is not None and seg.sealed else "exact"
+        lines.append(f"  -> {kind}, {part.data.num_rows} rows: {how}")
+    if isinstance(plan, VectorRange) or plan.projection.ast.args.get("where") is not None:
+        lines.append(f"  Then in DuckDB: {plan.projection.ast.sql(SqlVec)}")
+    return lines
+
+
+def describe_search(hows: list[tuple] | None) -> str:
+    """SHOW sqlvec.last_search: e.g. "index items_e_idx (hnsw): 3 sealed, 1 growing; exact: 1 segments
+    (120 rows)" (rows searched exactly include the tail a growing index does not cover yet)."""
+    if hows is None:
+        return ""
+    used: dict[tuple[str, str], list[int]] = {}
+    exact_segments, exact_rows = 0, 0
+    for how in hows:
+        if how[0] == "index":
+            counts = used.setdefault((how[1], how[2]), [0, 0])
+            counts[0 if how[3] else 1] += 1
+            exact_rows += how[4]
+        else:
+            exact_segments += 1
+            exact_rows += how[1]
+    out = []
+    for (name, method), (sealed, growing) in used.items():
+        out.append(f"index {name} ({method}): {sealed} sealed" + (f", {growing} growing" if growing else ""))
+    if exact_segments or exact_rows or not out:
+        out.append(f"exact: {exact_segments} segments ({exact_rows} rows)")
+    return "; ".join(out)
+
+
+def _plain_winners(plan: VectorTopK, part: Part, positions: np.ndarray, dists: np.ndarray) -> pa.Table | None:
+    """The result straight from one part's winners when the select list is plain columns and the
+    distance (None otherwise): only the selected columns are gathered."""
+    spec = plan.__dict__.get("_plain_spec", False)
+    if spec is False:
+        spec = plan.__dict__["_plain_spec"] = _plain_spec(plan.projection, {c for c in part.data.column_names})
+    if spec is None:
+        return None
+    columns = [pa.array(dists, pa.float64()) if name == DISTANCE else _gather(part.data.column(name), positions)
+               for name, _ in spec]
+    return pa.Table.from_arrays(columns, names=[out for _, out in spec])
+
+
+def _gather(column: pa.ChunkedArray, positions: np.ndarray) -> pa.Array:
+    """``column.take(positions)``; numpy indexing for a one-chunk column of numbers without NULLs
+    (a few microseconds, where Arrow's take costs tens for the ten rows of a top-k)."""
+    if column.num_chunks == 1 and column.null_count == 0 and (pa.types.is_integer(column.type)
+                                                              or pa.types.is_floating(column.type)):
+        return pa.array(column.chunk(0).to_numpy()[positions], column.type)
+    return column.take(pa.array(positions, pa.int64()))
+
+
+def _plain_spec(projection: Query, stored: set[str]) -> list[tuple[str, str]] | None:
+    """(column or ``__distance``, output name) for each select item when all are plain; else None."""
+    select = projection.ast
+    if not isinstance(select, exp.Select) or select.args.get("distinct"):
+        return None
+    spec = []
+    for e in select.expressions:
+        inner = e.this if isinstance(e, exp.Alias) else e
+        if not isinstance(inner, exp.Column) or isinstance(inner.this, exp.Star):
+            return None
+        name = inner.name if inner.this.quoted else inner.name.lower()
+        if name != DISTANCE and (name not in stored or name == ROWID):
+            return None
+        spec.append((name, e.alias if isinstance(e, exp.Alias) else name))
+    return spec
+
+
+def _plain_projection(projection: Query, winners: pa.Table) -> pa.Table | None:
+    """Columns and the distance, renamed, straight from the winners (already in result order);
+    None when the select list has any other expression (DuckDB evaluates those)."""
+    select = projection.ast
+    if not isinstance(select, exp.Select) or select.args.get("distinct"):
+        return None
+    columns, names = [], []
+    for e in select.expressions:
+        inner = e.this if isinstance(e, exp.Alias) else e
+        if not isinstance(inner, exp.Column) or isinstance(inner.this, exp.Star):
+            return None
+        name = inner.name if inner.this.quoted else inner.name.lower()
+        if name not in winners.column_names:
+            return None
+        columns.append(winners.column(name))
+        names.append(e.alias if isinstance(e, exp.Alias) else name)
+    return pa.Table.from_arrays(columns, names=names)
+
+
+def _filter_mask(plan: VectorTopK, part: Part, alias: str, ctx: StatementContext) -> np.ndarray:
+    schema = ctx.schema(plan.table)
+    fast = arrow_filter.filter_mask(plan.filter, part.data, schema, alias, ctx.params)
+    if fast is not None:  # a few comparisons of columns with constants: Arrow's kernels, not DuckDB
+        return fast
+    names = [c.name for c in schema.columns]
+    view = part.data.select(names + [ROWID]).rename_columns(names + [DUCK_ROWID])
+    ctx.con.register("__part", view)
+    # Built once per plan: duckdb_sql caches the DuckDB text by tree, and generating it again for every
+    # query (sqlglot) cost about 2 ms of each filtered search.
+    select = plan.__dict__.get("_filter_select")
+    if select is None:
+        source = exp.Table(this=exp.to_identifier("__part"),
+                           alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+        select = plan.__dict__["_filter_select"] = exp.Select(
+            expressions=[exp.alias_(plan.filter.copy(), "m")]).from_(source)
+    out = ctx.run_sql(select).column(0)
+    return np.asarray(pc.fill_null(out.cast(pa.bool_()), False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+# -- writes ---------------------------------------------------------------------------------------
