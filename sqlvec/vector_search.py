@@ -282,9 +282,9 @@ class _SegmentRange:
         self.plan, self.ctx, self.q, self.lower, self.upper, self.indexes = plan, ctx, q, lower, upper, indexes
         self.params = None
         if indexes:
-            # A graph's range search returns at most ef_search candidates inside the bound, and a range
-            # holds many more rows than a top-10: search 4x wider than hnsw.ef_search says (recall of a
-            # 50-row range at ef_search 80 went from 0.925 to 0.995 in sqlvec bench, 934 to 755 QPS).
+            # A range holds many more rows than a top-10: its first k-NN round (64 rows) searches 4x wider
+            # than hnsw.ef_search says (a 50-row range at ef_search 80 was found 0.925 -> 0.995 in sqlvec
+            # bench); the later rounds widen with k (storage.vector_index).
             p = ctx.search_params()
             self.params = dataclasses.replace(p, ef_search=min(p.ef_search * 4, 4096))
 
@@ -303,9 +303,13 @@ class _SegmentRange:
             covered = min(handle.covered, n)
             matrix = vm.matrix
             lower = None if self.lower == -np.inf else self.lower
-            pos, dist = handle.range_search(q.reshape(1, -1), lower, self.upper, self.params, mask[:covered],
-                                            vectors_for_rerank=lambda rows: matrix[rows])[0]
-            how = ("index", index.name, index.method, part.segment.sealed, n - covered)  # type: ignore[union-attr]
+            found = handle.range_search(q.reshape(1, -1), lower, self.upper, self.params, mask[:covered],
+                                        vectors_for_rerank=lambda rows: matrix[rows])[0]
+            if found is None:  # the range holds too large a share of the rows for the index: all exact
+                covered = 0
+            else:
+                pos, dist = found
+                how = ("index", index.name, index.method, part.segment.sealed, n - covered)  # type: ignore[union-attr]
         if covered < n:  # rows without an index (or past a growing index's coverage): exact
             rows = np.flatnonzero(mask[covered:]) + covered
             # float32 BLAS distances pick the candidates (bounds widened by a rounding tolerance), which
@@ -401,7 +405,13 @@ class _SegmentSearch:
         self.q = q
         self.want = want
         self.indexes = indexes
-        self.params = ctx.search_params() if indexes else None
+        self.params = None
+        if indexes:
+            # A range holds many more rows than a top-10: its first k-NN round (64 rows) searches 4x wider
+            # than hnsw.ef_search says (a 50-row range at ef_search 80 was found 0.925 -> 0.995 in sqlvec
+            # bench); the later rounds widen with k (storage.vector_index).
+            p = ctx.search_params()
+            self.params = dataclasses.replace(p, ef_search=min(p.ef_search * 4, 4096))
 
     def __call__(self, part: Part, allowed: np.ndarray | None
                  ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, tuple]:

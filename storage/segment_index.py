@@ -209,7 +209,8 @@ class SegmentIndex:
 
     def range_search(self, queries: np.ndarray, lower: float | None, upper: float,
                      params: SearchParams | None = None, allow: np.ndarray | None = None,
-                     vectors_for_rerank: VectorsForRerank | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+                     vectors_for_rerank: VectorsForRerank | None = None
+                     ) -> list[tuple[np.ndarray, np.ndarray] | None]:
         """Per query, the allowed positions with ``lower <= distance < upper``. See VectorIndex.range_search."""
         if self._growing is None:
             return self._index.range_search(queries, lower, upper, params, allow,

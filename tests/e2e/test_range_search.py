@@ -131,6 +131,50 @@ def test_range_through_an_index(conn, table_name, method, opclass, metric):
     conn.execute("RESET ivfflat.probes")
 
 
+@pytest.mark.parametrize("method", ["hnsw", "ivfsq8"])
+def test_large_ranges_through_an_index(conn, table_name, method):
+    """A range of many more rows than one graph walk holds (hnsw.ef_search 40) is still found whole: the
+    index search widens until it passes the bound, and a range holding more than an eighth of the
+    segment's (allowed) rows (for HNSW, more than rows / (2 m)) is scanned exactly instead. Recall
+    >= 0.95 at 50, 200, 600 and 3,000 rows of 12,000, with and without a filter."""
+    if REFERENCE:
+        pytest.skip("sqlvec's SHOW sqlvec.last_search")
+    n = 12000
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((n, DIM)).astype(np.float32)
+    conn.execute(f"CREATE TABLE {table_name} (id int PRIMARY KEY, e vector({DIM}), tag int)")
+    with conn.cursor().copy(f"COPY {table_name} (id, e, tag) FROM STDIN") as cp:
+        for i, v in enumerate(X):
+            cp.write_row((i, vec(v), i % 4))
+    conn.execute("CHECKPOINT")
+    conn.execute(f"CREATE INDEX ON {table_name} USING {method} (e vector_l2_ops)"
+                 + (" WITH (lists = 50)" if method == "ivfsq8" else ""))
+    conn.execute("SET ivfflat.probes = 10")
+    conn.execute("SET sqlvec.exact_below = 0")  # even the filtered ranges go through the index
+    try:
+        for size in (50, 200, 600, 3000):
+            for where, extra in (("", np.ones(n, bool)), (" AND tag <> 0", np.arange(n) % 4 != 0)):
+                recall = []
+                for qi in range(5):
+                    q = X[qi * 11]
+                    d = ground_truth(X, q, "l2")
+                    hi = between(np.sort(d[extra]), size)
+                    got = [r[0] for r in conn.execute(
+                        f"SELECT id FROM {table_name} WHERE e <-> %s < %s{where}", [vec(q), hi]).fetchall()]
+                    want = set(np.flatnonzero((d < hi) & extra).tolist())
+                    assert set(got) <= want and len(got) == len(set(got))
+                    recall.append(len(set(got) & want) / len(want))
+                how = conn.execute("SHOW sqlvec.last_search").fetchone()[0]
+                # 3,000 rows: more than an eighth of the (allowed) rows, scanned exactly; HNSW gives
+                # up past rows / 32 (m = 16), so its 600-row ranges are scanned exactly too
+                exact = size == 3000 or (size == 600 and method == "hnsw")
+                assert ("exact: 1 segments" in how) == exact, (size, how)
+                assert np.mean(recall) >= 0.95, (size, where, recall)
+    finally:
+        conn.execute("RESET ivfflat.probes")
+        conn.execute("RESET sqlvec.exact_below")
+
+
 @pytest.mark.pg_compatible
 def test_range_predicates_as_postgresql(conn, table_name):
     """The rows and order PostgreSQL + pgvector give, on points whose distances are far from the bounds."""
