@@ -19,7 +19,8 @@ from collections.abc import Callable
 from sqlglot import exp
 
 from planner.dialect import VectorDistance
-from storage.types import PG_TYPES, TYPE_ALIASES, ColumnType
+from planner.errors import feature_not_supported
+from storage.types import ARRAY_ELEMENTS, PG_TYPES, TYPE_ALIASES, ColumnType
 
 TEXT_OID = PG_TYPES["text"].oid
 INT8_OID = PG_TYPES["int8"].oid
@@ -43,8 +44,22 @@ def parameters(ast: exp.Expr) -> list[exp.Parameter]:
     return [p for p in ast.find_all(exp.Parameter) if p.this is not None and p.this.is_int]
 
 
-def column_type_from_datatype(dt: exp.DataType) -> ColumnType | None:
-    """A sqlglot DataType -> ColumnType, or None for types sqlvec cannot store."""
+def column_type_from_datatype(dt: exp.DataType, *, column: bool = False) -> ColumnType | None:
+    """A sqlglot DataType -> ColumnType, or None for types sqlvec cannot store. With ``column`` (a
+    column definition), arrays of more than one dimension or of types that cannot be array elements
+    (storage.types.ARRAY_ELEMENTS) are 0A000 rather than None."""
+    if dt.this == exp.DType.ARRAY:
+        inner = dt.expressions[0] if dt.expressions else None
+        element = column_type_from_datatype(inner) if isinstance(inner, exp.DataType) else None
+        if element is None:
+            return None
+        if inner.this == exp.DType.ARRAY or element.name not in ARRAY_ELEMENTS:
+            if not column:
+                return None
+            if inner.this == exp.DType.ARRAY:
+                raise feature_not_supported("a multidimensional array column")
+            raise feature_not_supported(f"an array column of type {element.sql()}")
+        return element.array_of()
     name = dt.sql("postgres").lower()
     base = name.split("(", 1)[0].strip()
     params = [e.this.name for e in dt.expressions if isinstance(e, exp.DataTypeParam)]

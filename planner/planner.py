@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from sqlglot import exp
 
-from planner import index_options
+from planner import arrays, index_options
 from planner import params as P
 from planner import parse as parse_module
 from planner.errors import SqlError, feature_not_supported, undefined_column
@@ -142,6 +142,7 @@ def _bind_query(
     _check_columns(ast, scope, statement)
     ast = ast.transform(lambda e: _vector_to_text(e, scope))
     ast = ast.transform(lambda e: _jsonb_containment(e, scope))
+    ast = ast.transform(lambda e: arrays.rewrite(e, scope.column_type))
     ast = ast.transform(lambda e: _free_numeric_as_double(e, scope))
     return ast, scope, tuple(used)
 
@@ -454,7 +455,7 @@ def _column_def(cd: exp.ColumnDef, statement: Statement) -> tuple[ColumnSchema, 
     kind = cd.args.get("kind")
     if kind is None:
         raise SqlError("42601", f'syntax error: column "{name}" has no type')
-    ctype = P.column_type_from_datatype(kind)
+    ctype = P.column_type_from_datatype(kind, column=True)
     if ctype is None:
         raise SqlError("42704", f'type "{kind.sql("postgres").lower()}" does not exist',
                        position=_position(statement, kind.sql("postgres")))

@@ -4,6 +4,11 @@ Inputs come as Arrow arrays (from DuckDB results or COPY decoding) or Python lis
 parameters and literals of INSERT ... VALUES). Conversions are vectorised: vectors are parsed with
 pyarrow string kernels, everything else is cast by DuckDB in one SELECT per batch. Errors carry
 PostgreSQL's SQLSTATEs: 22P02 bad text, 22003 out of range, 22001 too long, 22000 vector rules.
+
+Array columns take lists (whose elements are coerced as one flat column of the element type) or
+PostgreSQL's array text, ``{1,2,NULL}`` / ``{"a b",c}``: its elements are split by DuckDB's list
+parser (whose quoting rules are PostgreSQL's for double quotes), except in the rare values holding
+a backslash, single quote, bracket or inner brace, which PostgreSQL's own rules split one by one.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import pyarrow.compute as pc
 
 from storage.types import ColumnType
 from wire.copy_text import parse_vector_array
+from wire.pgtypes import split_array_text
 from wire.session import PgError
 
 DUCKDB_TYPES: dict[str, str] = {
@@ -46,6 +52,8 @@ def from_python(values: list[Any], ctype: ColumnType) -> pa.Array:
     """Bound parameters / literals for one column -> an Arrow array of ``ctype``'s stored type."""
     if ctype.name == "vector":
         return _vector_from_python(values, ctype)
+    if ctype.is_array:
+        return _array_from_python(values, ctype)
     if ctype.name == "numeric" and ctype.precision is None:  # keep each value's own scale: '1.50' stays
         values = [None if v is None else _as_text(v) for v in values]
     kinds = {type(v) for v in values if v is not None}
@@ -86,6 +94,8 @@ def coerce(arr: pa.Array | pa.ChunkedArray, ctype: ColumnType, *, column: str = 
     target = ctype.arrow()
     if ctype.name == "vector":
         return _vector(arr, ctype)
+    if ctype.is_array:
+        return _array(arr, ctype)
     if arr.type == target and ctype.name not in ("varchar", "json", "jsonb"):
         return arr
     if pa.types.is_null(arr.type):
@@ -172,6 +182,8 @@ def _conversion_error(message: str, ctype: ColumnType) -> PgError:
             return PgError("22003", f"{_RANGE_NAME[ctype.name]} out of range")
         return PgError("22003", f"value out of range for type {word}")
     m = _BAD_STRING.search(message)
+    if m and ctype.name in _RANGE_NAME and re.fullmatch(r"\s*[+-]?\d+\s*", m.group(1)):
+        return PgError("22003", f'value "{m.group(1)}" is out of range for type {_RANGE_NAME[ctype.name]}')
     if m:
         return PgError("22P02", f'invalid input syntax for type {word}: "{m.group(1)}"')
     return PgError("22P02", f"invalid input syntax for type {word}: {message.splitlines()[0]}")
@@ -345,3 +357,100 @@ def _is_float(text: str | None) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# arrays
+
+
+def _array_from_python(values: list[Any], ctype: ColumnType) -> pa.Array:
+    if all(v is None or isinstance(v, str) for v in values):
+        return _array(pa.array(values, pa.string()), ctype)
+    if all(v is None or isinstance(v, (list, tuple)) for v in values):
+        if any(isinstance(x, (list, tuple)) for v in values if v is not None for x in v):
+            raise _multidimensional()
+        elements = [x for v in values if v is not None for x in v]
+        lengths = np.array([0 if v is None else len(v) for v in values], np.int64)
+        flat = from_python(elements, ctype.element)
+        return _lists(flat, lengths, np.array([v is not None for v in values]), ctype)
+    bad = next(v for v in values if v is not None and not isinstance(v, (str, list, tuple)))
+    raise PgError("22P02", f'malformed array literal: "{bad}"', detail='Array value must start with "{" or '
+                  "dimension information.")
+
+
+def _multidimensional() -> PgError:
+    return PgError("0A000", "multidimensional arrays are not supported",
+                   hint="sqlvec stores one-dimensional arrays.")
+
+
+def _lists(flat: pa.Array, lengths: np.ndarray, valid: np.ndarray, ctype: ColumnType) -> pa.Array:
+    offsets = np.concatenate([[0], np.cumsum(np.where(valid, lengths, 0))]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), flat, ctype.arrow(), mask=pa.array(~valid))
+
+
+def _array(arr: pa.Array, ctype: ColumnType) -> pa.Array:
+    """Array text or lists -> list<element>, each element coerced to the element type."""
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), ctype.arrow())
+    if _is_string(arr.type):
+        arr = _split_array_texts(arr.cast(pa.string()))
+    if pa.types.is_fixed_size_list(arr.type) or pa.types.is_large_list(arr.type):
+        arr = arr.cast(pa.list_(arr.type.value_type))
+    if not pa.types.is_list(arr.type):
+        raise PgError("42804", f'column is of type {ctype.sql()} but expression is of type {arr.type}')
+    if pa.types.is_list(arr.type.value_type) or pa.types.is_large_list(arr.type.value_type):
+        raise _multidimensional()
+    valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = coerce(pc.list_flatten(arr), ctype.element)
+    return _lists(flat, lengths, valid, ctype)
+
+
+# Array text DuckDB's list parser does not read as PostgreSQL does: backslash escapes outside quotes,
+# single quotes (DuckDB's quotes too), brackets (its nesting), braces inside (nesting in PostgreSQL).
+_SPLIT_APART = r"[\\'\[\]]|^.+[{}].+$"
+
+
+def _split_array_texts(text: pa.Array) -> pa.Array:
+    """PostgreSQL array text '{1,NULL,"a b"}' -> list<string> of its elements (NULL for NULL)."""
+    s = pc.utf8_trim_whitespace(text)
+    bad = pc.invert(pc.and_(pc.starts_with(s, "{"), pc.ends_with(s, "}")))
+    if pc.any(bad).as_py():
+        first = pc.filter(text, bad)[0].as_py()
+        if first.lstrip().startswith("[") and "=" in first:  # explicit bounds: '[0:1]={1,2}'
+            raise PgError("0A000", f'array bounds are not supported: "{first}"')
+        raise PgError("22P02", f'malformed array literal: "{first}"',
+                      detail='Array value must start with "{" or dimension information.')
+    inner = pc.utf8_slice_codeunits(s, 1, -1)
+    nested = pc.starts_with(pc.utf8_ltrim_whitespace(inner), "{")
+    if pc.any(nested).as_py():
+        raise _multidimensional()
+    apart = pc.fill_null(pc.match_substring_regex(inner, _SPLIT_APART), False)
+    quoted = pc.fill_null(pc.match_substring(inner, '"'), False)
+    # an unquoted empty element: '{1,,2}', '{,}', '{1,}'
+    empty = pc.and_(pc.invert(quoted), pc.match_substring_regex(inner, r"^\s*,|,\s*,|,\s*$"))
+    if pc.any(empty).as_py():
+        raise PgError("22P02", f'malformed array literal: "{pc.filter(text, empty)[0].as_py()}"',
+                      detail="Unexpected \",\" character.")
+    con = _duck()
+    try:
+        con.register("__src", pa.table({"v": pc.binary_join_element_wise("[", inner, "]", "")}))
+        lists = con.sql("SELECT CAST(v AS VARCHAR[]) AS v FROM __src").to_arrow_table().column(0).combine_chunks()
+    except duckdb.Error:
+        lists = None  # some value DuckDB cannot read: all of them by PostgreSQL's rules
+    finally:
+        con.unregister("__src")
+    if lists is None or pc.any(apart).as_py():
+        rows = np.flatnonzero(apart.to_numpy(zero_copy_only=False)) if lists is not None else np.arange(len(text))
+        exact = [split_array_text(v) for v in pc.take(s, pa.array(rows)).to_pylist()]  # rare values only
+        if any(isinstance(x, list) for v in exact for x in v):
+            raise _multidimensional()
+        fixed = pa.array(exact, pa.list_(pa.string()))
+        if lists is None:
+            lists = fixed
+        else:
+            lists = lists.cast(pa.list_(pa.string()))
+            index = np.arange(len(text))
+            index[rows] = len(text) + np.arange(len(rows))
+            lists = pa.concat_arrays([lists, fixed]).take(pa.array(index))
+    return lists.cast(pa.list_(pa.string()))

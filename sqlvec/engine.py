@@ -21,6 +21,7 @@ import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
+from planner import arrays
 from planner import parse as parser
 from planner.dialect import DUCKDB_MACROS
 from planner.errors import SqlError
@@ -305,7 +306,7 @@ class Session:
         self._first_report = True
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone='UTC'")
-        for macro in DUCKDB_MACROS:
+        for macro in DUCKDB_MACROS + arrays.DUCKDB_MACROS:
             self.con.execute(macro)
         self.con.execute("CREATE TABLE __settings (name VARCHAR, value VARCHAR)")
         self.con.execute("CREATE MACRO sqlvec_setting(n) AS "

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
+from planner import arrays as array_sql
 from planner.dialect import SqlVec
 from planner.plan import (
     CopyFrom,
@@ -255,6 +256,8 @@ def _values_by_duckdb(plan: Insert, ctx: StatementContext, schema: TableSchema):
             if isinstance(e, exp.Var) and e.name.upper() == "DEFAULT":
                 defaults[plan.columns[j]][i] = True
                 items.append(exp.Null())
+            elif isinstance(e, exp.Literal) and e.is_string and schema.column(plan.columns[j]).type.is_array:
+                items.append(array_sql.from_text(e, schema.column(plan.columns[j]).type))  # type: ignore[union-attr]
             else:
                 items.append(e.copy())
         tuples.append(exp.Tuple(expressions=items))
@@ -412,8 +415,10 @@ def copy_rows(plan: CopyFrom, ctx: StatementContext, data: bytes) -> int:
     """COPY ... FROM STDIN text data -> rows inserted."""
     schema = ctx.schema(plan.table)
     cols = [schema.column(c) for c in plan.columns]
+    # array columns arrive as their text ('{1,2}'), split and converted by build_rows' coercion
     table = decode_copy_text(data, [c.name for c in cols], [c.type.oid for c in cols],  # type: ignore[union-attr]
-                             [c.type.arrow() for c in cols], delimiter=plan.delimiter, null=plan.null)  # type: ignore[union-attr]
+                             [pa.string() if c.type.is_array else c.type.arrow() for c in cols],  # type: ignore[union-attr]
+                             delimiter=plan.delimiter, null=plan.null)
     arrays = {c: table.column(i) for i, c in enumerate(plan.columns)}
     rows = build_rows(ctx, schema, plan.columns, arrays, table.num_rows)
     if rows.num_rows:

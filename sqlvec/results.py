@@ -8,9 +8,6 @@ from storage.types import PG_TYPES, VECTOR_OID, ColumnType
 from wire.session import ColumnDesc
 
 _OID = {name: t.oid for name, t in PG_TYPES.items()}
-FLOAT8_ARRAY_OID = 1022
-INT8_ARRAY_OID = 1016
-TEXT_ARRAY_OID = 1009
 
 
 def oid_of_arrow(t: pa.DataType) -> int:
@@ -39,12 +36,10 @@ def oid_of_arrow(t: pa.DataType) -> int:
     if pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
         v = t.value_type
         if pa.types.is_float32(v):
-            return VECTOR_OID
-        if pa.types.is_floating(v):
-            return FLOAT8_ARRAY_OID
-        if pa.types.is_integer(v):
-            return INT8_ARRAY_OID
-        return TEXT_ARRAY_OID
+            return VECTOR_OID  # DuckDB's FLOAT[]: vector expressions (l2_normalize, ...)
+        element = oid_of_arrow(v)
+        array = next((t.array_oid for t in PG_TYPES.values() if t.oid == element and t.array_oid), None)
+        return array if array is not None and not pa.types.is_list(v) else _OID["_text"]
     return _OID["text"]
 
 

@@ -207,7 +207,14 @@ _DUCKDB_ERRORS: tuple[tuple[type | None, re.Pattern[str], str, Callable[[re.Matc
     (duckdb.CatalogException, re.compile(r"Function with name (\S+) does not exist"),
      "42883", lambda m: f"function {m.group(1)} does not exist"),
     (duckdb.ConversionException, re.compile(r".*out of range.*"), "22003", lambda m: m.group(0)),
+    (duckdb.ConversionException, re.compile(r"Could not convert string '(.*)' to (\w+)"),
+     "22P02", lambda m: f'invalid input syntax for type {_PG_TYPE_OF.get(m.group(2), m.group(2).lower())}: '
+                        f'"{m.group(1)}"'),
+    (None, re.compile(r"malformed array literal: .*"), "22P02", lambda m: m.group(0)),
+    (None, re.compile(r"multidimensional arrays are not supported"), "0A000", lambda m: m.group(0)),
 )
+_PG_TYPE_OF = {"INT16": "smallint", "INT32": "integer", "INT64": "bigint", "FLOAT": "real",
+               "DOUBLE": "double precision", "BOOL": "boolean", "DATE": "date", "UUID": "uuid"}
 _DUCKDB_DEFAULT_SQLSTATE: tuple[tuple[type, str], ...] = (
     (duckdb.InterruptException, "57014"),
     (duckdb.BinderException, "42804"),

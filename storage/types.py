@@ -3,6 +3,10 @@
 Storage keeps every value in the Arrow type given here; the planner reports the PostgreSQL type
 (OID, typmod, format_type text) to clients. OIDs follow pg_type in PostgreSQL 16; the pgvector
 types, which PostgreSQL assigns at CREATE EXTENSION time, have fixed OIDs in sqlvec.
+
+One-dimensional arrays of the scalar types in ``ARRAY_ELEMENTS`` are column types too, named as
+pg_type names them (``_int4`` is ``integer[]``) and stored as Arrow ``list<element>``; an array
+column's modifiers (``varchar(10)[]``) are its element's.
 """
 
 from __future__ import annotations
@@ -47,6 +51,11 @@ PG_TYPES: dict[str, PgType] = {
         PgType("vector", VECTOR_OID, VECTOR_ARRAY_OID, -1, "vector"),
     )
 }
+# Element types whose one-dimensional arrays can be stored: pg_type's array entry for each ("_int4").
+ARRAY_ELEMENTS = ("bool", "int2", "int4", "int8", "float4", "float8", "text", "varchar")
+PG_TYPES.update({
+    f"_{e}": PgType(f"_{e}", PG_TYPES[e].array_oid, 0, -1, PG_TYPES[e].sql_name + "[]") for e in ARRAY_ELEMENTS
+})
 PG_TYPES_BY_OID: dict[int, PgType] = {t.oid: t for t in PG_TYPES.values()}
 
 # Spellings accepted in DDL -> pg_type name.
@@ -77,7 +86,8 @@ _NUMERIC_DEFAULT_PRECISION = 38
 class ColumnType:
     """A declared column type: the pg_type name plus its modifiers.
 
-    ``dim`` is vector(n)'s dimension; ``length`` varchar(n)'s; ``precision``/``scale`` numeric(p, s)'s.
+    ``dim`` is vector(n)'s dimension; ``length`` varchar(n)'s (and varchar(n)[]'s); ``precision``/``scale``
+    numeric(p, s)'s. Array types are named ``_`` + their element's name.
     """
 
     name: str
@@ -95,8 +105,24 @@ class ColumnType:
         return self.pg.oid
 
     @property
+    def is_array(self) -> bool:
+        return self.name.startswith("_")
+
+    @property
+    def element(self) -> ColumnType:
+        """An array type's element type, with the array's modifiers (varchar(10)[] -> varchar(10))."""
+        assert self.is_array, self.name
+        return ColumnType(self.name[1:], self.dim, self.length, self.precision, self.scale)
+
+    def array_of(self) -> ColumnType:
+        """The one-dimensional array of this type (varchar(10) -> varchar(10)[])."""
+        return ColumnType("_" + self.name, self.dim, self.length, self.precision, self.scale)
+
+    @property
     def typmod(self) -> int:
-        """pg_attribute.atttypmod as PostgreSQL computes it for this declaration."""
+        """pg_attribute.atttypmod as PostgreSQL computes it for this declaration (an array's is its element's)."""
+        if self.is_array:
+            return self.element.typmod
         if self.name == "vector" and self.dim is not None:
             return self.dim
         if self.name == "varchar" and self.length is not None:
@@ -106,7 +132,9 @@ class ColumnType:
         return -1
 
     def sql(self) -> str:
-        """format_type(oid, typmod): ``vector(3)``, ``character varying(10)``, ``numeric(10,2)``."""
+        """format_type(oid, typmod): ``vector(3)``, ``character varying(10)``, ``numeric(10,2)``, ``integer[]``."""
+        if self.is_array:
+            return self.element.sql() + "[]"
         base = self.pg.sql_name
         if self.name == "vector" and self.dim is not None:
             return f"vector({self.dim})"
@@ -118,6 +146,8 @@ class ColumnType:
 
     def arrow(self) -> pa.DataType:
         """The Arrow type values of this column are stored in."""
+        if self.is_array:
+            return pa.list_(self.element.arrow())
         if self.name == "vector":
             return pa.list_(pa.float32(), self.dim) if self.dim is not None else pa.list_(pa.float32())
         if self.name == "numeric":

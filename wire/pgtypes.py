@@ -466,7 +466,7 @@ def _parse_json(text: str) -> str:
 # --------------------------------------------------------------------------- array text format
 
 
-def _split_array_text(text: str) -> list[Any]:
+def split_array_text(text: str) -> list[Any]:
     """array_in for the common forms: ``{1,2,NULL,"a \\"b\\""}`` and nested braces.
 
     Returns nested lists of str (or None for NULL elements).
@@ -552,7 +552,7 @@ def parse_array(text: str, element_oid: int) -> list[Any]:
             for v in items
         ]
 
-    return convert(_split_array_text(text))
+    return convert(split_array_text(text))
 
 
 # --------------------------------------------------------------------------- decoding dispatch

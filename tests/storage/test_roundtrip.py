@@ -43,6 +43,14 @@ CASES: list[tuple[ColumnType, list]] = [
     (ColumnType("vector", dim=3), [[1.0, -0.0, 3.5], None, [float("nan"), 0.0, 1e-45], [0.0, 0.0, 0.0]]),
     (ColumnType("vector", dim=1), [[1.0], [2.0], None, [-1.0]]),
     (ColumnType("vector"), [[1.0, 2.0], [], None, [3.0]]),
+    (ColumnType("_bool"), [[True, None, False], [], None, [True]]),
+    (ColumnType("_int2"), [[-32768, 32767], [None], None, []]),
+    (ColumnType("_int4"), [[1, 2, 3], [], None, [None, 2**31 - 1]]),
+    (ColumnType("_int8"), [[-2**63], [0, None], None, []]),
+    (ColumnType("_float4"), [[1.5, float("inf")], [], None, [None]]),
+    (ColumnType("_float8"), [[math.pi, float("nan")], [None, -0.0], None, []]),
+    (ColumnType("_text"), [["", "a b", None, "{x}"], [], None, ["é" * 100]]),
+    (ColumnType("_varchar", length=3), [["abc", None], [], None, ["x"]]),
 ]
 
 
@@ -78,7 +86,7 @@ def _same(a: pa.Table, b: pa.Table) -> None:
             elif isinstance(va, list):
                 assert len(va) == len(vb)
                 for x, y in zip(va, vb):
-                    assert (math.isnan(x) and math.isnan(y)) or x == y
+                    assert x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y))
             else:
                 assert va == vb, (k, va, vb)
 
