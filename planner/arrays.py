@@ -76,15 +76,6 @@ def _is_text_literal(e: exp.Expr | None) -> bool:
     return isinstance(e, exp.Literal) and e.is_string
 
 
-def _quantified(e: exp.Expr | None) -> exp.Expr | None:
-    """The argument of ``ANY(...)`` / ``ALL(...)`` (sqlglot parses ALL as a plain call)."""
-    if isinstance(e, (exp.Any, exp.All)):
-        return e.this
-    if isinstance(e, exp.Anonymous) and e.name.upper() == "ALL" and len(e.expressions) == 1:
-        return e.expressions[0]
-    return None
-
-
 def _element_of(e: exp.Expr | None, column_type_of: ColumnTypeOf) -> ColumnType | None:
     """The scalar type of a column or cast, as the element of the array beside it in ``x = ANY(...)``."""
     if isinstance(e, exp.Column):
@@ -128,7 +119,7 @@ def rewrite(e: exp.Expr, column_type_of: ColumnTypeOf) -> exp.Expr:
 def _binary(e: exp.Expr, column_type_of: ColumnTypeOf) -> exp.Expr:
     left, right = e.this, e.expression
     for this, other, key in ((left, right, "expression"), (right, left, "this")):
-        inner = _quantified(other)
+        inner = P.quantified(other)
         if inner is not None and _is_text_literal(inner) and isinstance(e, _SCALAR_COMPARISONS):
             element = _element_of(this, column_type_of)
             converted = from_text(inner, element.array_of() if element else None)

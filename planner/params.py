@@ -7,6 +7,8 @@ by the OIDs in ParameterDescription. The rules, in order of precedence:
 * ``$1::T`` / ``CAST($1 AS T)``            -> T
 * ``col <op> $1`` (comparison, arithmetic, IN, BETWEEN, distance operators) -> col's type
 * ``col <-> $1`` with a non-column left side -> vector
+* ``col @> $1``, ``col <@ $1``, ``col && $1`` -> col's (array) type; ``$1 = ANY(col)`` -> its element
+  type; ``col = ANY($1)`` -> an array of col's type; ``a[$1]`` -> integer
 * ``INSERT INTO t (a, b) VALUES ($1, $2)``  -> a's and b's types (done by the INSERT planner)
 * ``LIMIT $1`` / ``OFFSET $1``              -> bigint
 * otherwise text.
@@ -32,8 +34,9 @@ ColumnTypeOf = Callable[[exp.Column], ColumnType | None]
 
 _BINARY_CONTEXTS = (
     exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Add, exp.Sub, exp.Mul, exp.Div,
-    exp.Mod, exp.Like, exp.ILike, exp.Is,
+    exp.Mod, exp.Like, exp.ILike, exp.Is, exp.ArrayContainsAll, exp.ArrayContainedBy, exp.ArrayOverlaps,
 )
+INT4_OID = PG_TYPES["int4"].oid
 
 
 def parameter_number(p: exp.Parameter) -> int:
@@ -110,7 +113,7 @@ def infer(ast: exp.Expr, column_type_of: ColumnTypeOf, known: dict[int, int] | N
 
 
 def _from_context(p: exp.Parameter, column_type_of: ColumnTypeOf) -> int | None:
-    parent = p.parent
+    param, parent = p, p.parent
     while isinstance(parent, (exp.Paren, exp.Neg)):
         p, parent = parent, parent.parent  # type: ignore[assignment]
     if parent is None:
@@ -128,8 +131,20 @@ def _from_context(p: exp.Parameter, column_type_of: ColumnTypeOf) -> int | None:
         "l2_normalize",
     ):
         return PG_TYPES["vector"].oid
+    if quantified(parent) is param and isinstance(parent.parent, _BINARY_CONTEXTS):  # x = ANY($1)
+        comparison = parent.parent
+        other = comparison.expression if comparison.this is parent else comparison.this
+        element = _type_of_operand(other, column_type_of)
+        array = next((t.array_oid for t in PG_TYPES.values() if t.oid == element and t.array_oid), None)
+        return array
+    if isinstance(parent, exp.Bracket) and parent.this is not p:
+        return INT4_OID
     if isinstance(parent, _BINARY_CONTEXTS):
         other = parent.expression if parent.this is p else parent.this
+        inner = quantified(other)
+        if inner is not None:  # $1 = ANY(col): col's element type
+            array = _type_of_operand(inner, column_type_of)
+            return next((t.oid for t in PG_TYPES.values() if t.array_oid == array and array), None)
         return _type_of_operand(other, column_type_of)
     if isinstance(parent, exp.In):
         return _type_of_operand(parent.this, column_type_of)
@@ -138,6 +153,18 @@ def _from_context(p: exp.Parameter, column_type_of: ColumnTypeOf) -> int | None:
     if isinstance(parent, (exp.And, exp.Or, exp.Not)):
         return BOOL_OID
     return None
+
+
+def quantified(e: exp.Expr | None) -> exp.Expr | None:
+    """The argument of ``ANY(...)`` / ``ALL(...)`` (sqlglot parses ALL as a plain call)."""
+    inner = None
+    if isinstance(e, (exp.Any, exp.All)):
+        inner = e.this
+    elif isinstance(e, exp.Anonymous) and e.name.upper() == "ALL" and len(e.expressions) == 1:
+        inner = e.expressions[0]
+    while isinstance(inner, exp.Paren):
+        inner = inner.this
+    return inner
 
 
 def _type_of_operand(e: exp.Expr | None, column_type_of: ColumnTypeOf) -> int | None:
