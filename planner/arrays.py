@@ -12,13 +12,18 @@ query) changes the rest:
     array_length(a, 1), cardinality(a)        integer, NULL / 0 for an empty array
     array_upper(a, 1), array_lower(a, 1), array_ndims(a)
     a || x, x || a (x an element)             list_append / list_prepend
+    x op ANY(a), x op ALL(a)                  sqlvec_any / sqlvec_all over list_transform(a, x op e):
+                                              NULL, not false, when no element decides and one is NULL
+    a::text                                   sqlvec_array_out_*: '{1,"a b",NULL}', PostgreSQL's quoting
 
 "Beside an array" means the other operand of a comparison, containment, overlap, ``||`` or
 ``= ANY(...)`` whose type is known: an array column, a cast to an array type, an ``ARRAY[...]``.
 PostgreSQL types such literals from that context; DuckDB would compare a list with a string.
 Literal text is split by DuckDB's list reader (double quotes as PostgreSQL quotes them); unquoted
 backslash escapes and single quotes inside elements are not PostgreSQL's there (stored values are
-parsed exactly, by sqlvec/coerce.py).
+parsed exactly, by sqlvec/coerce.py). ``real[]``/``double precision[]`` cast to text print their
+elements as DuckDB does, without PostgreSQL's exponent rules (result columns are encoded exactly, by
+wire/column_encoding.py).
 """
 
 from __future__ import annotations
@@ -89,6 +94,10 @@ def _element_of(e: exp.Expr | None, column_type_of: ColumnTypeOf) -> ColumnType 
     return ct
 
 
+_TEXT_TYPES = (exp.DataType.Type.TEXT, exp.DataType.Type.VARCHAR)
+_ELEMENT_TEXT = {"bool": "bool", "float4": "float", "float8": "float", "text": "text", "varchar": "text"}
+
+
 def rewrite(e: exp.Expr, column_type_of: ColumnTypeOf) -> exp.Expr:
     """One node of a bound query, rewritten as the module docstring lists (for ``ast.transform``)."""
     if isinstance(e, exp.Cast) and _is_text_literal(e.this):
@@ -96,8 +105,15 @@ def rewrite(e: exp.Expr, column_type_of: ColumnTypeOf) -> exp.Expr:
         if ct is not None and ct.element.name in DUCKDB_ELEMENT:
             return exp.Cast(this=from_text(e.this, None), to=e.to.copy())
         return e
+    if isinstance(e, exp.Cast) and e.to.this in _TEXT_TYPES and not e.to.expressions:
+        ct = array_type(e.this, column_type_of)
+        if ct is not None:
+            kind = _ELEMENT_TEXT.get(ct.element.name, "int")
+            return exp.Anonymous(this=f"sqlvec_array_out_{kind}", expressions=[e.this])
+        return e
     if isinstance(e, _COMPARISONS):
-        return _binary(e, column_type_of)
+        e = _binary(e, column_type_of)
+        return _quantified(e, column_type_of) if isinstance(e, _SCALAR_COMPARISONS) else e
     if isinstance(e, exp.Bracket) and _is_array(e.this, column_type_of) and len(e.expressions) == 1:
         index = e.expressions[0]
         if isinstance(index, exp.Slice):
@@ -114,6 +130,21 @@ def rewrite(e: exp.Expr, column_type_of: ColumnTypeOf) -> exp.Expr:
         if name in ("cardinality", "array_upper", "array_lower", "array_ndims"):
             return exp.Anonymous(this=f"sqlvec_{name}", expressions=e.expressions)
     return e
+
+
+_ELEMENT = "sqlvec_e"
+
+
+def _quantified(e: exp.Expr, column_type_of: ColumnTypeOf) -> exp.Expr:
+    """``x op ANY(a)`` / ``x op ALL(a)`` over a list, with PostgreSQL's three-valued answer."""
+    inner = P.quantified(e.expression)
+    if inner is None or isinstance(inner, (exp.Select, exp.Subquery, exp.Union)):
+        return e
+    each = type(e)(this=e.this.copy(), expression=exp.column(_ELEMENT))
+    tests = exp.Anonymous(this="list_transform", expressions=[
+        inner.copy(), exp.Lambda(this=each, expressions=[exp.to_identifier(_ELEMENT)])])
+    name = "sqlvec_any" if isinstance(e.expression, exp.Any) else "sqlvec_all"
+    return exp.Anonymous(this=name, expressions=[inner.copy(), tests])
 
 
 def _binary(e: exp.Expr, column_type_of: ColumnTypeOf) -> exp.Expr:
@@ -167,4 +198,22 @@ DUCKDB_MACROS: tuple[str, ...] = (
     "CREATE OR REPLACE MACRO sqlvec_array_upper(a, d) AS sqlvec_array_length(a, d)",
     "CREATE OR REPLACE MACRO sqlvec_array_lower(a, d) AS CASE WHEN d = 1 AND len(a) > 0 THEN 1 END",
     "CREATE OR REPLACE MACRO sqlvec_array_ndims(a) AS CASE WHEN len(a) > 0 THEN 1 END",
+    # t: the comparison with each element (TRUE / FALSE / NULL)
+    "CREATE OR REPLACE MACRO sqlvec_any(a, t) AS CASE WHEN a IS NULL THEN NULL WHEN list_bool_or(t) THEN TRUE "
+    "WHEN list_count(t) < len(t) THEN NULL ELSE FALSE END",
+    "CREATE OR REPLACE MACRO sqlvec_all(a, t) AS CASE WHEN a IS NULL THEN NULL WHEN NOT list_bool_and(t) THEN FALSE "
+    "WHEN list_count(t) < len(t) THEN NULL ELSE TRUE END",
+    # array_out: elements joined by commas in braces, NULL as NULL, text quoted where array_in needs it
+    *(f"CREATE OR REPLACE MACRO sqlvec_array_out_{kind}(a) AS CASE WHEN a IS NULL THEN NULL "
+      f"ELSE '{{' || coalesce(array_to_string(list_transform(a, lambda x: coalesce({element}, 'NULL')), ','), '') "
+      "|| '}' END"
+      for kind, element in (
+          ("int", "CAST(x AS VARCHAR)"),
+          ("bool", "CASE WHEN x THEN 't' WHEN NOT x THEN 'f' END"),
+          ("float", "CASE WHEN isnan(x) THEN 'NaN' WHEN x = 'inf'::DOUBLE THEN 'Infinity' "
+                    "WHEN x = '-inf'::DOUBLE THEN '-Infinity' "
+                    "ELSE regexp_replace(CAST(x AS VARCHAR), '\\.0$', '') END"),
+          ("text", "CASE WHEN regexp_matches(x, '^$|[{},\"\\\\\\s]|^[Nn][Uu][Ll][Ll]$') "
+                   "THEN '\"' || regexp_replace(x, '([\"\\\\])', '\\\\\\1', 'g') || '\"' ELSE x END"),
+      )),
 )
