@@ -405,13 +405,7 @@ class _SegmentSearch:
         self.q = q
         self.want = want
         self.indexes = indexes
-        self.params = None
-        if indexes:
-            # A range holds many more rows than a top-10: its first k-NN round (64 rows) searches 4x wider
-            # than hnsw.ef_search says (a 50-row range at ef_search 80 was found 0.925 -> 0.995 in sqlvec
-            # bench); the later rounds widen with k (storage.vector_index).
-            p = ctx.search_params()
-            self.params = dataclasses.replace(p, ef_search=min(p.ef_search * 4, 4096))
+        self.params = ctx.search_params() if indexes else None
 
     def __call__(self, part: Part, allowed: np.ndarray | None
                  ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, tuple]:
