@@ -8,6 +8,7 @@ by text, client parameter types and catalog version), and settings are read at e
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -465,7 +466,18 @@ class Session:
     def plan_for(self, st: parser.Statement, oids: Sequence[int]) -> Plan:
         snapshot_catalog = self.engine.store.catalog
         catalog = self.txn.catalog(snapshot_catalog) if self.txn else snapshot_catalog
-        return self.engine.plan(st, catalog, oids, self.txn)
+        plan = self.engine.plan(st, catalog, oids, self.txn)
+        if isinstance(plan, UtilityPlan) and plan.utility.kind == "explain":
+            # EXPLAIN's parameters are its statement's: $1 has the type the statement gives it
+            inner = self._explained(plan.utility.args)
+            plan = dataclasses.replace(plan, param_oids=list(self.plan_for(inner, oids).param_oids))
+        return plan
+
+    def _explained(self, args: dict) -> parser.Statement:
+        statements = self.engine.parse(args["statement"])
+        if len(statements) != 1:
+            raise PgError("42601", "EXPLAIN takes one statement")
+        return statements[0]
 
     def _context(self, params: Sequence[Any]) -> S.StatementContext:
         self._sync_settings_table()
@@ -527,6 +539,8 @@ class Session:
         self._check_failed(st)
         plan = self.plan_for(st, oids)
         if isinstance(plan, UtilityPlan):
+            if plan.utility.kind == "explain":
+                return self._u_explain(plan.utility.args, oids, params)
             return self._run_utility(plan)
         if isinstance(plan, CopyFrom):
             raise PgError("08P01", "COPY FROM STDIN needs the COPY sub-protocol")
@@ -637,21 +651,21 @@ class Session:
         self.deallocations.append(parser.unquote_identifier(name))
         return S.Result(None, "DEALLOCATE")
 
-    def _u_explain(self, args: dict) -> S.Result:
+    def _u_explain(self, args: dict, oids: Sequence[int] = (), params: Sequence[Any] = ()) -> S.Result:
         """EXPLAIN [ANALYZE] of a query: how sqlvec runs it (vector search per segment: which index or
-        exact; anything else: the DuckDB SQL). ANALYZE runs it and adds rows, search and time."""
+        exact; anything else: the DuckDB SQL), with the parameters bound as they would be. ANALYZE runs
+        it and adds rows, search and time."""
         import time
 
-        statements = self.engine.parse(args["statement"])
-        if len(statements) != 1:
-            raise PgError("42601", "EXPLAIN takes one statement")
-        st = statements[0]
-        plan = self.plan_for(st, ())
-        lines = X.explain(plan, self._context(()))
+        st = self._explained(args)
+        plan = self.plan_for(st, oids)
+        if len(params) < len(plan.param_oids):
+            raise PgError("42P02", f"there is no parameter ${len(params) + 1}")
+        lines = X.explain(plan, self._context(params))
         options = (args.get("options") or "").lower()
         if args.get("analyze") or "analyze" in options:
             started = time.perf_counter()
-            result = self.run_statement(st, (), ())
+            result = self.run_statement(st, oids, params)
             elapsed = (time.perf_counter() - started) * 1000
             rows = result.rows.num_rows if result.rows is not None else 0
             lines.append(f"Actual rows: {rows}")

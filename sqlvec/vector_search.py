@@ -309,7 +309,9 @@ class _SegmentRange:
                 covered = 0
             else:
                 pos, dist = found
-                how = ("index", index.name, index.method, part.segment.sealed, n - covered)  # type: ignore[union-attr]
+                few = _few_matching(mask[:covered] if allowed is not None else None, self.params)
+                how = ("index", index.name, index.method, part.segment.sealed, n - covered,  # type: ignore[union-attr]
+                       few)
         if covered < n:  # rows without an index (or past a growing index's coverage): exact
             rows = np.flatnonzero(mask[covered:]) + covered
             # float32 BLAS distances pick the candidates (bounds widened by a rounding tolerance), which
@@ -347,6 +349,15 @@ def _search_parts(plan: VectorTopK | VectorRange, ctx: StatementContext, parts: 
     """``search(part, allowed)`` for every part, where ``allowed`` is the part's live rows that pass the
     plan's filter. Filters run first, one part at a time on this session's DuckDB connection (it is not
     shared between threads); the searches then fan out over the parts on the engine's search threads."""
+    masks = _allowed_masks(plan, ctx, parts)
+    if parallel and len(parts) > 1:
+        return list(ctx.engine.search_pool.map(search, parts, masks))
+    return [search(part, allowed) for part, allowed in zip(parts, masks)]
+
+
+def _allowed_masks(plan: VectorTopK | VectorRange, ctx: StatementContext, parts: list[Part]
+                   ) -> list[np.ndarray | None]:
+    """Per part, its live rows that pass the plan's filter (None: every row)."""
     alias = plan.projection.ast.args["from_"].this.alias
     masks: list[np.ndarray | None] = []
     for part in parts:
@@ -356,9 +367,16 @@ def _search_parts(plan: VectorTopK | VectorRange, ctx: StatementContext, parts: 
             mask = _filter_mask(plan, part, alias, ctx)  # type: ignore[arg-type]
             allowed = mask if allowed is None else (allowed & mask)
         masks.append(allowed)
-    if parallel and len(parts) > 1:
-        return list(ctx.engine.search_pool.map(search, parts, masks))
-    return [search(part, allowed) for part, allowed in zip(parts, masks)]
+    return masks
+
+
+def _few_matching(head: np.ndarray | None, params: SearchParams) -> int | None:
+    """How many rows ``head`` admits when they are few enough (``sqlvec.exact_below``) for the index to
+    search them exactly instead of walking its structure (storage.vector_index's rule); else None."""
+    if head is None:
+        return None
+    n = int(np.count_nonzero(head))
+    return n if n <= params.exact_below else None
 
 
 def _ready_index(ctx: StatementContext, table: str, indexes: list[IndexSchema], part: Part
@@ -410,7 +428,8 @@ class _SegmentSearch:
     def __call__(self, part: Part, allowed: np.ndarray | None
                  ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, tuple]:
         """(positions, distances, positions of allowed rows whose vector is NULL, how it was searched:
-        ("index", name, method, sealed, rows searched exactly) or ("exact", rows))."""
+        ("index", name, method, sealed, rows past the index searched exactly, rows the filter admits when
+        so few that the index searched them exactly, else None) or ("exact", rows))."""
         _one_openmp_thread()
         plan, q = self.plan, self.q
         n = part.data.num_rows
@@ -426,8 +445,9 @@ class _SegmentSearch:
         else:
             index, handle = found
             pos, dist = self._indexed(handle, vm, allowed, q, k, n)
-            how = ("index", index.name, index.method, part.segment.sealed,  # type: ignore[union-attr]
-                   n - min(handle.covered, n))
+            covered = min(handle.covered, n)
+            few = _few_matching(None if allowed is None else allowed[:covered], self.params)
+            how = ("index", index.name, index.method, part.segment.sealed, n - covered, few)  # type: ignore[union-attr]
         nulls = ~vm.valid if allowed is None else (~vm.valid & allowed)
         return pos, dist, (np.flatnonzero(nulls) if nulls.any() else None), how
 
@@ -459,12 +479,9 @@ class _SegmentSearch:
         leaves a graph walk or a probed list about f as many candidates, so ef_search, probes and
         leaves_to_search grow by 1/f (at most 16x); unfiltered queries use the settings as they are."""
         p = self.params
-        if head is None or covered == 0:
+        scale = _filter_scale(head, covered)
+        if scale is None:
             return p
-        frac = np.count_nonzero(head) / covered
-        if frac >= 0.9:
-            return p
-        scale = min(16.0, 1.0 / max(frac, 1e-9))
         return dataclasses.replace(p, ef_search=int(p.ef_search * scale), probes=int(np.ceil(p.probes * scale)),
                                    leaves_to_search=int(np.ceil(p.leaves_to_search * scale)))
 
@@ -504,41 +521,83 @@ def explain_search(plan: VectorTopK | VectorRange, ctx: StatementContext) -> lis
         hi = f"{'<=' if plan.upper_inclusive else '<'} {plan.upper.sql(SqlVec)}"
         head = f"Vector Range Search on {plan.table} ({lo}{plan.column} {op} q {hi})"
     lines = [head]
+    p = ctx.search_params()
     if plan.filter is not None:
-        p = ctx.search_params()
-        lines.append(f"  Filter: {plan.filter.sql(SqlVec)} (an allow-list inside each segment's search; a "
-                     f"segment where it admits at most sqlvec.exact_below = {p.exact_below} rows is searched "
-                     "exactly)")
+        lines.append(f"  Filter: {plan.filter.sql(SqlVec)} (a bitmap per segment; where it admits at most "
+                     f"sqlvec.exact_below = {p.exact_below} rows, those rows are searched exactly, else the "
+                     "index searches with it as an allow-list)")
     indexes = _usable_indexes(ctx.schema(plan.table), plan)  # type: ignore[arg-type]
     if not indexes:
         lines.append(f"  No index serves {op} on {plan.column}: every segment is searched exactly")
-    for part in ctx.parts(plan.table):
+    parts = ctx.parts(plan.table)
+    masks = _allowed_masks(plan, ctx, parts) if plan.filter is not None else [None] * len(parts)
+    for part, allowed in zip(parts, masks):
         seg = part.segment
+        n = part.data.num_rows
         kind = "pending rows of this transaction" if seg is None else ("sealed segment" if seg.sealed
                                                                         else "growing segment")
+        admits = "" if allowed is None else f", filter admits {int(np.count_nonzero(allowed))}"
         ready = _ready_index(ctx, plan.table, indexes, part)
         if ready is not None:
             index, handle = ready
-            how = f"index {index.name} ({index.method}, {index.opclass})"
-            if handle.covered < part.data.num_rows:
-                how += f" over {handle.covered} rows, the last {part.data.num_rows - handle.covered} exactly"
+            covered = min(handle.covered, n)
+            head = None if allowed is None else allowed[:covered]
+            few = _few_matching(head, p)
+            if few is not None:
+                how = f"exact over the filter's {few} matching rows (index {index.name} not needed)"
+            else:
+                how = f"index {index.name} ({index.method}, {index.opclass})"
+                if head is not None:
+                    how += " with the filter as an allow-list" + _widened(index.method, p, head, covered)
+            if covered < n:
+                how += f", the last {n - covered} rows exactly"
         else:
             how = "exact (its index is not built yet)" if indexes and seg is not None and seg.sealed else "exact"
-        lines.append(f"  -> {kind}, {part.data.num_rows} rows: {how}")
+        lines.append(f"  -> {kind}, {n} rows{admits}: {how}")
     if isinstance(plan, VectorRange) or plan.projection.ast.args.get("where") is not None:
         lines.append(f"  Then in DuckDB: {plan.projection.ast.sql(SqlVec)}")
     return lines
 
 
+def _filter_scale(head: np.ndarray | None, covered: int) -> float | None:
+    """1/selectivity of a filter (at most 16x), by which a filtered index search widens; None when the
+    filter admits 90% of the rows or more."""
+    if head is None or covered == 0:
+        return None
+    frac = np.count_nonzero(head) / covered
+    return None if frac >= 0.9 else min(16.0, 1.0 / max(frac, 1e-9))
+
+
+def _widened(method: str, p: SearchParams, head: np.ndarray, covered: int) -> str:
+    """How _SegmentSearch._for_filter scales the search for a filter's selectivity, for EXPLAIN."""
+    scale = _filter_scale(head, covered)
+    if scale is None:
+        return ""
+    if method == "hnsw":
+        return f" (hnsw.ef_search {p.ef_search} -> {int(p.ef_search * scale)})"
+    if method == "scann":
+        return " (scann.leaves_to_search scaled by " + f"{scale:.1f})"
+    if method.startswith("ivf"):
+        return f" (ivfflat.probes {p.probes} -> {int(np.ceil(p.probes * scale))})"
+    return ""
+
+
 def describe_search(hows: list[tuple] | None) -> str:
     """SHOW sqlvec.last_search: e.g. "index items_e_idx (hnsw): 3 sealed, 1 growing; exact: 1 segments
-    (120 rows)" (rows searched exactly include the tail a growing index does not cover yet)."""
+    (120 rows)" (rows searched exactly include the tail a growing index does not cover yet), and
+    "exact over the filter's matches: 2 segments (310 rows)" for indexed segments where the filter
+    admitted at most sqlvec.exact_below rows."""
     if hows is None:
         return ""
     used: dict[tuple[str, str], list[int]] = {}
     exact_segments, exact_rows = 0, 0
+    filtered_segments, filtered_rows = 0, 0
     for how in hows:
-        if how[0] == "index":
+        if how[0] == "index" and how[5] is not None:
+            filtered_segments += 1
+            filtered_rows += how[5]
+            exact_rows += how[4]
+        elif how[0] == "index":
             counts = used.setdefault((how[1], how[2]), [0, 0])
             counts[0 if how[3] else 1] += 1
             exact_rows += how[4]
@@ -548,6 +607,8 @@ def describe_search(hows: list[tuple] | None) -> str:
     out = []
     for (name, method), (sealed, growing) in used.items():
         out.append(f"index {name} ({method}): {sealed} sealed" + (f", {growing} growing" if growing else ""))
+    if filtered_segments:
+        out.append(f"exact over the filter's matches: {filtered_segments} segments ({filtered_rows} rows)")
     if exact_segments or exact_rows or not out:
         out.append(f"exact: {exact_segments} segments ({exact_rows} rows)")
     return "; ".join(out)

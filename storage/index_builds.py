@@ -157,6 +157,8 @@ def build_segment_index(index: IndexSchema, dim: int, data: pa.Table, *, seed: i
         log.info("index %s: %d vectors cannot train %s (%s); the segment gets a flat index",
                  index.name, len(vectors), index.method, e)
         built = create_index("flat", index.metric, dim)
+    if len(vectors):
+        built.expect_max_sq_norm(float(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64).max()))
     for start in range(0, len(vectors), BUILD_CHUNK_ROWS):
         if should_stop():
             raise _Stopped

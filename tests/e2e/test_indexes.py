@@ -394,12 +394,19 @@ def test_failed_build_leaves_no_index(conn, table_name):
     conn.execute(f"CREATE INDEX pq16 ON {table_name} USING ivfpq (e vector_l2_ops) WITH (lists = 4, m = 4)")
 
 
-@pytest.mark.parametrize("method,with_,low,usual", [
-    ("hnsw", "", "SET hnsw.ef_search = 10", "SET hnsw.ef_search = 200"),
-    ("ivfflat", "WITH (lists = 50)", "SET ivfflat.probes = 1", "SET ivfflat.probes = 8"),
-    ("scann", "WITH (leaves = 50)", "SET scann.leaves_to_search = 1", "SET scann.leaves_to_search = 16"),
-])
-def test_filtered_search_never_comes_back_short(conn, table_name, method, with_, low, usual):
+FILTERED = [
+    ("hnsw", "l2", "", "SET hnsw.ef_search = 10", "SET hnsw.ef_search = 200"),
+    ("hnsw", "ip", "WITH (m = 32, ef_construction = 200)", "SET hnsw.ef_search = 10", "SET hnsw.ef_search = 200"),
+    ("hnsw", "cosine", "WITH (m = 32, ef_construction = 200)", "SET hnsw.ef_search = 10", "SET hnsw.ef_search = 400"),
+    ("ivfflat", "l2", "WITH (lists = 50)", "SET ivfflat.probes = 1", "SET ivfflat.probes = 8"),
+    ("ivfflat", "cosine", "WITH (lists = 50)", "SET ivfflat.probes = 1", "SET ivfflat.probes = 8"),
+    ("scann", "l2", "WITH (leaves = 50)", "SET scann.leaves_to_search = 1", "SET scann.leaves_to_search = 16"),
+    ("scann", "ip", "WITH (leaves = 50)", "SET scann.leaves_to_search = 1", "SET scann.leaves_to_search = 16"),
+]
+
+
+@pytest.mark.parametrize("method,metric,with_,low,usual", FILTERED, ids=[f"{c[0]}-{c[1]}" for c in FILTERED])
+def test_filtered_search_never_comes_back_short(conn, table_name, method, metric, with_, low, usual):
     """Filtered top-k gives min(k, matching rows) rows at every selectivity: even with every filter sent
     through the index (sqlvec.exact_below = 0) and stingy settings, a short index answer is widened,
     then made exact. With the usual settings recall@10 is >= 0.95 at 0.1%, 1%, 10%, 50% and 100%."""
@@ -411,18 +418,18 @@ def test_filtered_search_never_comes_back_short(conn, table_name, method, with_,
         for i, v in enumerate(X):
             cp.write_row((i, vec(v), float(sel[i])))
     conn.execute("CHECKPOINT")
-    conn.execute(f"CREATE INDEX ON {table_name} USING {method} (e vector_l2_ops) {with_}")
+    conn.execute(f"CREATE INDEX ON {table_name} USING {method} (e {OPCLASS[metric]}) {with_}")
     queries = clustered(10, 16, 10)
 
     def run(fraction: float) -> float:
         match = sel < np.float32(fraction)
         hits = total = 0
         for q in queries:
-            rows = conn.execute(f"SELECT id FROM {table_name} WHERE s < %s ORDER BY e <-> %s LIMIT 10",
+            rows = conn.execute(f"SELECT id FROM {table_name} WHERE s < %s ORDER BY e {OPS[metric]} %s LIMIT 10",
                                 [fraction, vec(q)]).fetchall()
             want = min(10, int(match.sum()))
             assert len(rows) == want, (fraction, len(rows), want)
-            d = distances(X, q, "l2")
+            d = distances(X, q, metric)
             d[~match] = np.inf
             hits += len({r[0] for r in rows} & set(np.argsort(d, kind="stable")[:want].tolist()))
             total += want
@@ -438,7 +445,8 @@ def test_filtered_search_never_comes_back_short(conn, table_name, method, with_,
         conn.execute("RESET sqlvec.exact_below")
     conn.execute(usual)
     for fraction in fractions:
-        assert run(fraction) >= 0.95, (method, fraction)
+        assert run(fraction) >= 0.95, (method, metric, fraction)
+    assert "index" in last_search(conn)
 
 
 def test_explain_shows_the_strategy(iconn, data, table_name):
@@ -446,15 +454,29 @@ def test_explain_shows_the_strategy(iconn, data, table_name):
     load(iconn, table_name, X)
     q = vec(queries[0])
 
-    def explain(sql: str) -> str:  # EXPLAIN takes no parameters (yet): the vector is inlined
-        return "\n".join(r[0] for r in iconn.execute(sql.replace("%s", f"'{q}'")).fetchall())
+    def explain(sql: str, params=None) -> str:  # the query vector (and any other parameters) bound
+        params = ([q] if "%s" in sql else []) if params is None else params
+        return "\n".join(r[0] for r in iconn.execute(sql, params).fetchall())
 
     plan = explain(f"EXPLAIN SELECT id FROM {table_name} ORDER BY e <-> %s LIMIT 5")
     assert plan.startswith(f"Vector Top-K on {table_name}") and "No index serves <->" in plan
     iconn.execute(f"CREATE INDEX ON {table_name} USING hnsw (e vector_l2_ops)")
-    plan = explain(f"EXPLAIN SELECT id FROM {table_name} WHERE tag = 1 ORDER BY e <-> %s LIMIT 5")
+    plan = explain(f"EXPLAIN SELECT id FROM {table_name} ORDER BY e <-> %s LIMIT 5")
     assert plan.count(f"sealed segment, 1000 rows: index {table_name}_e_idx (hnsw, vector_l2_ops)") == 3, plan
-    assert "growing segment, 300 rows: exact" in plan and "Filter: tag = 1" in plan
+    # a filter admitting 100 rows of each segment: those rows are searched exactly ...
+    plan = explain(f"EXPLAIN SELECT id FROM {table_name} WHERE tag = %s ORDER BY e <-> %s LIMIT 5", [1, q])
+    assert plan.count("sealed segment, 1000 rows, filter admits 100: exact over the filter's 100 matching rows") == 3
+    assert "growing segment, 300 rows, filter admits 30: exact" in plan and "Filter: tag = $1" in plan
+    # ... unless sqlvec.exact_below says fewer: the index, with the filter as an allow-list, searches wider
+    iconn.execute("SET sqlvec.exact_below = 50")
+    plan = explain(f"EXPLAIN SELECT id FROM {table_name} WHERE tag = 1 ORDER BY e <-> %s LIMIT 5")
+    assert plan.count(f"filter admits 100: index {table_name}_e_idx (hnsw, vector_l2_ops) with the filter as an "
+                      "allow-list (hnsw.ef_search 40 -> 400)") == 3, plan
+    rows = iconn.execute(f"SELECT id FROM {table_name} WHERE tag = 1 ORDER BY e <-> %s LIMIT 5", [q]).fetchall()
+    assert len(rows) == 5 and last_search(iconn).startswith(f"index {table_name}_e_idx (hnsw): 3 sealed")
+    iconn.execute("RESET sqlvec.exact_below")
+    iconn.execute(f"SELECT id FROM {table_name} WHERE tag = 1 ORDER BY e <-> %s LIMIT 5", [q]).fetchall()
+    assert "exact over the filter's matches: 3 segments (300 rows)" in last_search(iconn)
     plan = explain(f"EXPLAIN ANALYZE SELECT id FROM {table_name} WHERE e <-> %s WITHIN 3 ORDER BY id")
     assert plan.startswith(f"Vector Range Search on {table_name}") and "Actual rows:" in plan
     assert f"Searched: index {table_name}_e_idx (hnsw): 3 sealed" in plan
