@@ -309,7 +309,7 @@ class _SegmentRange:
                 covered = 0
             else:
                 pos, dist = found
-                few = _few_matching(mask[:covered] if allowed is not None else None, self.params)
+                few = _few_matching(handle, mask[:covered] if allowed is not None else None, self.params)
                 how = ("index", index.name, index.method, part.segment.sealed, n - covered,  # type: ignore[union-attr]
                        few)
         if covered < n:  # rows without an index (or past a growing index's coverage): exact
@@ -370,13 +370,13 @@ def _allowed_masks(plan: VectorTopK | VectorRange, ctx: StatementContext, parts:
     return masks
 
 
-def _few_matching(head: np.ndarray | None, params: SearchParams) -> int | None:
-    """How many rows ``head`` admits when they are few enough (``sqlvec.exact_below``) for the index to
-    search them exactly instead of walking its structure (storage.vector_index's rule); else None."""
+def _few_matching(handle: SegmentIndex, head: np.ndarray | None, params: SearchParams) -> int | None:
+    """How many rows ``head`` admits when they are few enough for the index to search them exactly
+    instead of walking its structure (``VectorIndex.searches_exactly``); else None."""
     if head is None:
         return None
     n = int(np.count_nonzero(head))
-    return n if n <= params.exact_below else None
+    return n if handle.searches_exactly(n, params) else None
 
 
 def _ready_index(ctx: StatementContext, table: str, indexes: list[IndexSchema], part: Part
@@ -446,7 +446,8 @@ class _SegmentSearch:
             index, handle = found
             pos, dist = self._indexed(handle, vm, allowed, q, k, n)
             covered = min(handle.covered, n)
-            few = _few_matching(None if allowed is None else allowed[:covered], self.params)
+            head = None if allowed is None else allowed[:covered]
+            few = _few_matching(handle, head, self._for_filter(head, covered))
             how = ("index", index.name, index.method, part.segment.sealed, n - covered, few)  # type: ignore[union-attr]
         nulls = ~vm.valid if allowed is None else (~vm.valid & allowed)
         return pos, dist, (np.flatnonzero(nulls) if nulls.any() else None), how
@@ -478,12 +479,7 @@ class _SegmentSearch:
         """Search settings scaled to the filter's selectivity: a filter admitting a fraction f of the rows
         leaves a graph walk or a probed list about f as many candidates, so ef_search, probes and
         leaves_to_search grow by 1/f (at most 16x); unfiltered queries use the settings as they are."""
-        p = self.params
-        scale = _filter_scale(head, covered)
-        if scale is None:
-            return p
-        return dataclasses.replace(p, ef_search=int(p.ef_search * scale), probes=int(np.ceil(p.probes * scale)),
-                                   leaves_to_search=int(np.ceil(p.leaves_to_search * scale)))
+        return _scaled(self.params, head, covered)
 
     def _widen(self, handle: SegmentIndex, vm: flat.VectorMatrix, head: np.ndarray | None, q: np.ndarray,
                want: int, covered: int, n: int, ids: np.ndarray, dist: np.ndarray
@@ -542,7 +538,7 @@ def explain_search(plan: VectorTopK | VectorRange, ctx: StatementContext) -> lis
             index, handle = ready
             covered = min(handle.covered, n)
             head = None if allowed is None else allowed[:covered]
-            few = _few_matching(head, p)
+            few = _few_matching(handle, head, _scaled(p, head, covered) if isinstance(plan, VectorTopK) else p)
             if few is not None:
                 how = f"exact over the filter's {few} matching rows (index {index.name} not needed)"
             else:
@@ -566,6 +562,15 @@ def _filter_scale(head: np.ndarray | None, covered: int) -> float | None:
         return None
     frac = np.count_nonzero(head) / covered
     return None if frac >= 0.9 else min(16.0, 1.0 / max(frac, 1e-9))
+
+
+def _scaled(p: SearchParams, head: np.ndarray | None, covered: int) -> SearchParams:
+    """``p`` with ef_search, probes and leaves_to_search grown by ``_filter_scale``."""
+    scale = _filter_scale(head, covered)
+    if scale is None:
+        return p
+    return dataclasses.replace(p, ef_search=int(p.ef_search * scale), probes=int(np.ceil(p.probes * scale)),
+                               leaves_to_search=int(np.ceil(p.leaves_to_search * scale)))
 
 
 def _widened(method: str, p: SearchParams, head: np.ndarray, covered: int) -> str:

@@ -196,6 +196,10 @@ class SegmentIndex:
     def dim(self) -> int:
         return self._index.dim
 
+    def searches_exactly(self, allowed: int, params: SearchParams) -> bool:
+        """Whether a search whose filter admits ``allowed`` rows scans them exactly. See VectorIndex."""
+        return self._index.searches_exactly(allowed, params)
+
     def search(self, queries: np.ndarray, k: int, params: SearchParams | None = None,
                allow: np.ndarray | None = None, vectors_for_rerank: VectorsForRerank | None = None
                ) -> tuple[np.ndarray, np.ndarray]:

@@ -557,9 +557,14 @@ class VectorIndex(ABC):
         """The ScaNN leaves a search scans under ``params`` (0 = auto, for the indexes without leaves)."""
         return params.leaves_to_search
 
+    def searches_exactly(self, allowed: int, params: SearchParams) -> bool:
+        """Whether a search whose filter admits ``allowed`` rows scans them exactly instead of the index:
+        at most ``params.exact_below`` of them (0 turns the bypass off)."""
+        return allowed <= params.exact_below
+
     def _few_allowed(self, mask: np.ndarray | None, params: SearchParams) -> np.ndarray | None:
-        """The allowed ids held, ascending, when there are at most ``params.exact_below``; else None."""
-        if mask is None or np.count_nonzero(mask) > params.exact_below:
+        """The allowed ids held, ascending, when ``searches_exactly`` says so; else None."""
+        if mask is None or not self.searches_exactly(int(np.count_nonzero(mask)), params):
             return None
         held = self.ids()
         held = held[held < len(mask)]
@@ -798,6 +803,14 @@ class HnswIndex(VectorIndex):
             hnsw = faiss.IndexHNSWFlat(self.dim, p.m, _FAISS_METRIC[self.metric])
         hnsw.hnsw.efConstruction = p.ef_construction
         return _id_map(hnsw)
+
+    def searches_exactly(self, allowed, params):
+        # A filtered walk still expands disallowed nodes: about ef_search x 2m distances (level 0 has
+        # 2m links a node). Past the allowed rows' count, scanning those is cheaper (200k x 64, 10%
+        # admitted: exact 3.2 ms a query against 5.5 ms through the graph at ef_search 160 -> 1,597).
+        if params.exact_below <= 0:
+            return False
+        return allowed <= max(params.exact_below, 2 * self.params.m * max(params.ef_search, 1))
 
     def _read_meta(self, meta):
         bound = meta.get("mips_bound")

@@ -409,7 +409,8 @@ FILTERED = [
 def test_filtered_search_never_comes_back_short(conn, table_name, method, metric, with_, low, usual):
     """Filtered top-k gives min(k, matching rows) rows at every selectivity: even with every filter sent
     through the index (sqlvec.exact_below = 0) and stingy settings, a short index answer is widened,
-    then made exact. With the usual settings recall@10 is >= 0.95 at 0.1%, 1%, 10%, 50% and 100%."""
+    then made exact. With the usual settings recall@10 is >= 0.95 at 0.1%, 1%, 10%, 50% and 100%, both
+    as the server chooses between exact and index and with every search through the index."""
     n = 20000
     X = clustered(n, 16, 9)
     sel = np.random.default_rng(9).random(n).astype(np.float32)
@@ -444,9 +445,15 @@ def test_filtered_search_never_comes_back_short(conn, table_name, method, metric
     finally:
         conn.execute("RESET sqlvec.exact_below")
     conn.execute(usual)
-    for fraction in fractions:
+    for fraction in fractions:  # as the server chooses: exact over few matches, else the index
         assert run(fraction) >= 0.95, (method, metric, fraction)
-    assert "index" in last_search(conn)
+    try:
+        conn.execute("SET sqlvec.exact_below = 0")
+        for fraction in fractions:  # every selectivity through the index with the filter as an allow-list
+            assert run(fraction) >= 0.95, (method, metric, fraction, "through the index")
+            assert last_search(conn).startswith("index"), last_search(conn)
+    finally:
+        conn.execute("RESET sqlvec.exact_below")
 
 
 def test_explain_shows_the_strategy(iconn, data, table_name):
@@ -467,8 +474,8 @@ def test_explain_shows_the_strategy(iconn, data, table_name):
     plan = explain(f"EXPLAIN SELECT id FROM {table_name} WHERE tag = %s ORDER BY e <-> %s LIMIT 5", [1, q])
     assert plan.count("sealed segment, 1000 rows, filter admits 100: exact over the filter's 100 matching rows") == 3
     assert "growing segment, 300 rows, filter admits 30: exact" in plan and "Filter: tag = $1" in plan
-    # ... unless sqlvec.exact_below says fewer: the index, with the filter as an allow-list, searches wider
-    iconn.execute("SET sqlvec.exact_below = 50")
+    # ... unless sqlvec.exact_below = 0 turns that off: the index, with the filter as an allow-list, searches wider
+    iconn.execute("SET sqlvec.exact_below = 0")
     plan = explain(f"EXPLAIN SELECT id FROM {table_name} WHERE tag = 1 ORDER BY e <-> %s LIMIT 5")
     assert plan.count(f"filter admits 100: index {table_name}_e_idx (hnsw, vector_l2_ops) with the filter as an "
                       "allow-list (hnsw.ef_search 40 -> 400)") == 3, plan
