@@ -444,10 +444,13 @@ class _SegmentSearch:
             how: tuple = ("exact", n)
         else:
             index, handle = found
-            pos, dist = self._indexed(handle, vm, allowed, q, k, n)
             covered = min(handle.covered, n)
             head = None if allowed is None else allowed[:covered]
             few = _few_matching(handle, head, self._for_filter(head, covered))
+            if few is not None:  # the filter's few matches, and any rows past the index: one exact scan
+                pos, dist = flat.topk(vm, allowed, q, k, plan.metric)
+            else:
+                pos, dist = self._indexed(handle, vm, allowed, q, k, n)
             how = ("index", index.name, index.method, part.segment.sealed, n - covered, few)  # type: ignore[union-attr]
         nulls = ~vm.valid if allowed is None else (~vm.valid & allowed)
         return pos, dist, (np.flatnonzero(nulls) if nulls.any() else None), how

@@ -567,6 +567,8 @@ class VectorIndex(ABC):
         if mask is None or not self.searches_exactly(int(np.count_nonzero(mask)), params):
             return None
         held = self.ids()
+        if len(held) and held[-1] == len(held) - 1:  # ids 0..n-1, as a segment's index holds them
+            return np.flatnonzero(mask[:len(held)])
         held = held[held < len(mask)]
         return held[mask[held]]
 
