@@ -107,10 +107,45 @@ class Insert(Plan):
     source: Query | None
     returning: Query | None
     on_conflict_do_nothing: bool = False
+    on_conflict_update: Upsert | None = None
 
     @property
     def returns_rows(self) -> bool:  # type: ignore[override]
         return self.returning is not None
+
+
+@dataclass
+class Upsert:
+    """``ON CONFLICT (key) DO UPDATE SET ... [WHERE ...]``: ``rows`` joins the existing rows (the target
+    table, ``__rowid`` the row a proposed row conflicts with) to ``excluded`` (the proposed rows, carrying
+    that same ``__rowid``) and selects every column's new value in table order, then the ``__rowid``
+    to replace; a row the WHERE rejects is left as it is. ``defaults``: columns SET to DEFAULT."""
+
+    rows: Query
+    set_columns: tuple[str, ...]
+    defaults: tuple[str, ...]
+
+
+@dataclass
+class Update(Plan):
+    """UPDATE: ``rows`` selects every column's new value (table order), then the ``__rowid`` of the row
+    it replaces; ``set_columns`` are the assigned ones, ``defaults`` those SET to DEFAULT."""
+
+    table: str
+    rows: Query
+    set_columns: tuple[str, ...]
+    defaults: tuple[str, ...]
+    returning: Query | None
+
+    @property
+    def returns_rows(self) -> bool:  # type: ignore[override]
+        return self.returning is not None
+
+
+@dataclass
+class Truncate(Plan):
+    tables: list[str]
+    restart_identity: bool
 
 
 @dataclass

@@ -7,6 +7,7 @@ identifiers fold to lower case; ``public.t`` is ``t``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 
@@ -27,6 +28,9 @@ from planner.plan import (
     Insert,
     Plan,
     Query,
+    Truncate,
+    Update,
+    Upsert,
     UtilityPlan,
 )
 from planner.rules import REWRITE_RULES
@@ -35,6 +39,7 @@ from storage.types import ColumnSchema, ColumnType, TableSchema
 Catalog = Mapping[str, TableSchema]
 
 ROWID = "__rowid"
+EXCLUDED = "excluded"  # ON CONFLICT DO UPDATE's name for the row proposed for insertion
 DISTANCE = "__distance"
 
 
@@ -314,13 +319,24 @@ def _target(statement: Statement, node: exp.Expr, catalog: Catalog) -> TableSche
 
 
 def _returning(statement: Statement, ast: exp.Expr, schema: TableSchema, catalog: Catalog,
-               known: dict[int, int]) -> Query | None:
+               known: dict[int, int], alias: str | None = None) -> Query | None:
     ret = ast.args.get("returning")
     if ret is None:
         return None
-    select = exp.Select(expressions=[e.copy() for e in ret.expressions]).from_(
-        exp.Table(this=exp.to_identifier(schema.name, quoted=True)))
+    select = exp.Select(expressions=[e.copy() for e in ret.expressions]).from_(_table_as(schema, alias))
     return query_plan(select, catalog, known, statement)
+
+
+def _table_as(schema: TableSchema, alias: str | None) -> exp.Table:
+    table = exp.Table(this=exp.to_identifier(schema.name, quoted=True))
+    if alias and alias != schema.name:
+        table.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+    return table
+
+
+def _alias_of(table: exp.Expr, schema: TableSchema) -> str:
+    alias = table.args.get("alias") if isinstance(table, exp.Table) else None
+    return identifier_name(alias.this) if alias is not None else schema.name
 
 
 def _plan_insert(statement: Statement, catalog: Catalog, known: dict[int, int]) -> Plan:
@@ -340,11 +356,12 @@ def _plan_insert(statement: Statement, catalog: Catalog, known: dict[int, int]) 
         raise SqlError("42701", "column specified more than once")
     conflict = ast.args.get("conflict")
     do_nothing = False
+    do_update = False
     if conflict is not None:
-        if conflict.args.get("action") is not None and "NOTHING" in conflict.sql("postgres").upper():
-            do_nothing = True
-        else:
-            raise feature_not_supported("INSERT ... ON CONFLICT DO UPDATE")
+        action = conflict.args.get("action")
+        do_nothing = action is not None and "NOTHING" in action.name.upper()
+        do_update = not do_nothing
+        _check_conflict_target(statement, conflict, schema, do_update)
     source = ast.expression
     oids: dict[int, int] = {}
     rows: list[list[exp.Expr]] | None = None
@@ -374,14 +391,151 @@ def _plan_insert(statement: Statement, catalog: Catalog, known: dict[int, int]) 
             oids.update({i + 1: o for i, o in enumerate(src_query.param_oids)})
     else:
         raise feature_not_supported("INSERT ... DEFAULT VALUES")
-    returning = _returning(statement, ast, schema, catalog, known)
+    alias = _alias_of(target.this if isinstance(target, exp.Schema) else target, schema)
+    upsert = None
+    if do_update:
+        upsert = _plan_upsert(statement, conflict, schema, alias, catalog, known, oids)
+    returning = _returning(statement, ast, schema, catalog, known, alias)
     if returning is not None:
         for i, o in enumerate(returning.param_oids):
             oids.setdefault(i + 1, o)
     oids.update(known)
-    node = Insert(schema.name, columns, rows, src_query, returning, on_conflict_do_nothing=do_nothing)
+    node = Insert(schema.name, columns, rows, src_query, returning, on_conflict_do_nothing=do_nothing,
+                  on_conflict_update=upsert)
     node.param_oids = _oid_list(oids)
     return node
+
+
+def _check_conflict_target(statement: Statement, conflict: exp.Expr, schema: TableSchema, do_update: bool) -> None:
+    """The arbiter of ON CONFLICT must be the primary key, the one unique constraint sqlvec has."""
+    constraint = conflict.args.get("constraint")
+    keys = conflict.args.get("conflict_keys") or []
+    if constraint is not None:
+        name = identifier_name(constraint)
+        if not schema.primary_key or name != f"{schema.name}_pkey":
+            raise SqlError("42704", f'constraint "{name}" for table "{schema.name}" does not exist')
+    elif keys:
+        names = [identifier_name((k.this if isinstance(k, exp.Ordered) else k).this) for k in keys]
+        if not schema.primary_key or sorted(set(names)) != sorted(schema.primary_key):
+            raise SqlError("42P10", "there is no unique or exclusion constraint matching the ON CONFLICT "
+                                    "specification")
+    elif do_update:
+        raise SqlError("42601", "ON CONFLICT DO UPDATE requires inference specification or constraint name",
+                       hint="For example, ON CONFLICT (column_name).", position=_position(statement, "conflict"))
+
+
+def _is_default_item(e: exp.Expr) -> bool:
+    return (isinstance(e, exp.Var) or (isinstance(e, exp.Column) and not e.args.get("table")
+                                       and not e.this.args.get("quoted"))) and e.name.upper() == "DEFAULT"
+
+
+def _assignments(statement: Statement, items: list[exp.Expr], schema: TableSchema
+                 ) -> dict[str, exp.Expr | None]:
+    """``SET col = expr, ...`` -> {column: expression, or None for DEFAULT}, checked as PostgreSQL does."""
+    out: dict[str, exp.Expr | None] = {}
+    for item in items:
+        if not isinstance(item, exp.EQ) or not isinstance(item.this, exp.Column):
+            raise feature_not_supported("SET (column, ...) = (...)")
+        name = identifier_name(item.this.this)
+        if item.this.args.get("table") is not None:  # PostgreSQL reads "t.a" as column t's field a
+            name = identifier_name(item.this.args["table"])
+        col = schema.column(name)
+        if col is None:
+            raise SqlError("42703", f'column "{name}" of relation "{schema.name}" does not exist',
+                           position=_position(statement, name))
+        if name in out:
+            raise SqlError("42601", f'multiple assignments to same column "{name}"')
+        value = None if _is_default_item(item.expression) else item.expression
+        if value is not None and col.identity == "always":
+            raise SqlError("428C9", f'column "{name}" can only be updated to DEFAULT',
+                           detail=f'Column "{name}" is an identity column defined as GENERATED ALWAYS.')
+        out[name] = value
+    return out
+
+
+def _new_row_values(schema: TableSchema, alias: str, assign: dict[str, exp.Expr | None],
+                    known: dict[int, int], qualify: bool) -> list[exp.Expr]:
+    """The assigned columns' new values (DEFAULTs left out), each named after its column, then the
+    replaced row's ``__rowid``. A bare parameter takes its column's type; with ``qualify``, unqualified
+    columns are the target's."""
+    out: list[exp.Expr] = []
+    for c in schema.columns:
+        value = assign.get(c.name)
+        if value is None:
+            continue
+        value = value.copy()
+        if isinstance(value, exp.Parameter):
+            known.setdefault(P.parameter_number(value), c.type.oid)
+        elif qualify:
+            value = _qualified(value, alias)
+        out.append(exp.alias_(value, c.name, quoted=True))
+    out.append(exp.column(ROWID, table=alias, quoted=True))
+    return out
+
+
+def _qualified(e: exp.Expr, alias: str) -> exp.Expr:
+    def fix(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Column) and not node.args.get("table") and not isinstance(node.this, exp.Star):
+            return exp.column(node.this.copy(), table=exp.to_identifier(alias, quoted=True))
+        return node
+    return e.transform(fix)
+
+
+def _plan_upsert(statement: Statement, conflict: exp.Expr, schema: TableSchema, alias: str, catalog: Catalog,
+                 known: dict[int, int], oids: dict[int, int]) -> Upsert:
+    assign = _assignments(statement, conflict.expressions, schema)
+    set_known = dict(known)
+    for n, o in oids.items():
+        set_known.setdefault(n, o)
+    values = _new_row_values(schema, alias, assign, set_known, qualify=True)
+    select = exp.Select(expressions=values).from_(_table_as(schema, alias)).join(
+        exp.Table(this=exp.to_identifier(EXCLUDED, quoted=True)),
+        on=exp.EQ(this=exp.column(ROWID, table=alias, quoted=True), expression=exp.column(ROWID, table=EXCLUDED)))
+    where = conflict.args.get("where")
+    if where is not None:
+        select = select.where(_qualified(where.this, alias))
+    scope_catalog = dict(catalog)
+    scope_catalog[EXCLUDED] = dataclasses.replace(schema, name=EXCLUDED)
+    q = query_plan(select, scope_catalog, set_known, statement)
+    for i, o in enumerate(q.param_oids):
+        oids.setdefault(i + 1, o)
+    return Upsert(q, tuple(assign), tuple(c for c, v in assign.items() if v is None))
+
+
+def _plan_update(statement: Statement, catalog: Catalog, known: dict[int, int]) -> Plan:
+    ast = statement.ast
+    assert isinstance(ast, exp.Update)
+    schema = _target(statement, ast.this, catalog)
+    alias = _alias_of(ast.this, schema)
+    assign = _assignments(statement, ast.expressions, schema)
+    set_known = dict(known)
+    select = exp.Select(expressions=_new_row_values(schema, alias, assign, set_known, qualify=False)).from_(
+        _table_as(schema, alias))
+    source = ast.args.get("from_") or ast.args.get("from")
+    if source is not None:  # UPDATE ... FROM a, b JOIN c ON ...: joined to the target, the WHERE relates them
+        first = source.this.copy()
+        joins = first.args.pop("joins", None) or []
+        select = select.join(first)
+        for j in joins:
+            select = select.join(j)
+    if ast.args.get("where") is not None:
+        select = select.where(ast.args["where"].this.copy())
+    q = query_plan(select, catalog, set_known, statement)
+    returning = _returning(statement, ast, schema, catalog, known, alias)
+    oids = {i + 1: o for i, o in enumerate(q.param_oids)}
+    if returning is not None:
+        for i, o in enumerate(returning.param_oids):
+            oids.setdefault(i + 1, o)
+    node = Update(schema.name, q, tuple(assign), tuple(c for c, v in assign.items() if v is None), returning)
+    node.param_oids = _oid_list(oids)
+    return node
+
+
+def _plan_truncate(statement: Statement, catalog: Catalog, known: dict[int, int]) -> Plan:
+    ast = statement.ast
+    assert isinstance(ast, exp.TruncateTable)
+    names = [_target(statement, t, catalog).name for t in ast.expressions]
+    return Truncate(names, str(ast.args.get("identity") or "").upper() == "RESTART")
 
 
 def _plan_delete(statement: Statement, catalog: Catalog, known: dict[int, int]) -> Plan:
@@ -604,6 +758,8 @@ def _plan_transaction(statement: Statement, catalog: Catalog, known: dict[int, i
     from planner.parse import Utility
 
     kind = {exp.Transaction: "begin", exp.Commit: "commit", exp.Rollback: "rollback"}[type(statement.ast)]
+    if isinstance(statement.ast, exp.Rollback) and statement.ast.args.get("savepoint") is not None:
+        return UtilityPlan(Utility("rollback_to", {"name": identifier_name(statement.ast.args["savepoint"])}))
     return UtilityPlan(Utility(kind))
 
 
@@ -616,6 +772,8 @@ _PLANNERS: dict[type, Callable[[Statement, Catalog, dict[int, int]], Plan]] = {
     exp.Values: _plan_select,
     exp.Insert: _plan_insert,
     exp.Delete: _plan_delete,
+    exp.Update: _plan_update,
+    exp.TruncateTable: _plan_truncate,
     exp.Create: _plan_create,
     exp.Drop: _plan_drop,
     exp.Copy: _plan_copy,

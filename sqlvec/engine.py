@@ -29,6 +29,7 @@ from planner.errors import SqlError
 from planner.plan import CopyFrom, Plan, UtilityPlan, VectorRange, VectorTopK
 from planner.planner import plan as make_plan
 from sqlvec import execute as X
+from sqlvec import modify
 from sqlvec import statement as S
 from sqlvec import vector_search as V
 from sqlvec.results import describe
@@ -39,6 +40,7 @@ from storage import (
     IndexExistsError,
     NoSuchIndexError,
     NoSuchTableError,
+    RowNotLiveError,
     StorageError,
     Store,
     TableExistsError,
@@ -57,6 +59,8 @@ def to_pg_error(e: Exception) -> PgError:
         return PgError(e.sqlstate, e.message, position=e.position, detail=e.detail, hint=e.hint)
     if isinstance(e, SettingError):
         return PgError(e.sqlstate, e.message)
+    if isinstance(e, (RowNotLiveError, modify.RowsChanged)):
+        return modify.serialization_failure()
     if isinstance(e, DuplicateKeyError):
         return PgError("23505", f'duplicate key value violates unique constraint "{e.table}_pkey"',
                        detail=f"Key {e.key_repr} already exists.")
@@ -404,7 +408,8 @@ class Session:
         except Exception:  # noqa: BLE001 - the one-at-a-time path reports it
             return None
         if not (isinstance(plan, Insert) and plan.rows is not None and len(plan.rows) == 1
-                and plan.returning is None and not plan.on_conflict_do_nothing):
+                and plan.returning is None and not plan.on_conflict_do_nothing
+                and plan.on_conflict_update is None):
             return None
         started = self.txn is None
         self.begin_implicit()
@@ -458,7 +463,7 @@ class Session:
                 raise to_pg_error(e) from None
 
     def _check_failed(self, st: parser.Statement) -> None:
-        if self.failed and not (st.utility and st.utility.kind in ("commit", "rollback")) and not (
+        if self.failed and not (st.utility and st.utility.kind in ("commit", "rollback", "rollback_to")) and not (
             st.ast is not None and isinstance(st.ast, (exp.Commit, exp.Rollback))
         ):
             raise _aborted()
@@ -544,8 +549,10 @@ class Session:
             return self._run_utility(plan)
         if isinstance(plan, CopyFrom):
             raise PgError("08P01", "COPY FROM STDIN needs the COPY sub-protocol")
-        ctx = self._context(params)
-        return X.execute(plan, ctx)
+        retryable = modify.retryable_errors(plan) if self.txn is None else ()
+        if retryable:  # a write outside a transaction block: run again if a concurrent commit came first
+            return modify.run_retrying(lambda: X.execute(plan, self._context(params)), retryable)
+        return X.execute(plan, self._context(params))
 
     def run_copy(self, plan: CopyFrom, data: bytes) -> int:
         if self.failed:
@@ -589,6 +596,35 @@ class Session:
             self._notice("25P01", "there is no transaction in progress")
         self.txn, self.failed, self.implicit = None, False, False
         self.settings.end_transaction()
+        return S.Result(None, "ROLLBACK")
+
+    def _savepoint(self, args: dict, statement: str) -> tuple[Transaction, int | None, str]:
+        """The open transaction block, the position of the newest savepoint called ``args["name"]``."""
+        if self.txn is None or self.implicit:
+            raise PgError("25P01", f"{statement} can only be used in transaction blocks")
+        name = parser.unquote_identifier(args["name"])
+        found = [i for i, (n, _) in enumerate(self.txn.savepoints) if n == name]
+        return self.txn, (found[-1] if found else None), name
+
+    def _u_savepoint(self, args: dict) -> S.Result:
+        txn, _, name = self._savepoint(args, "SAVEPOINT")
+        txn.savepoints.append((name, txn.save_state()))
+        return S.Result(None, "SAVEPOINT")
+
+    def _u_release(self, args: dict) -> S.Result:
+        txn, at, name = self._savepoint(args, "RELEASE SAVEPOINT")
+        if at is None:
+            raise PgError("3B001", f'savepoint "{name}" does not exist')
+        del txn.savepoints[at:]  # it and every savepoint set after it
+        return S.Result(None, "RELEASE")
+
+    def _u_rollback_to(self, args: dict) -> S.Result:
+        txn, at, name = self._savepoint(args, "ROLLBACK TO SAVEPOINT")
+        if at is None:
+            raise PgError("3B001", f'savepoint "{name}" does not exist')
+        del txn.savepoints[at + 1:]  # the savepoint itself stays, as in PostgreSQL
+        txn.restore_state(txn.savepoints[at][1])
+        self.failed = False
         return S.Result(None, "ROLLBACK")
 
     def _u_set(self, args: dict) -> S.Result:

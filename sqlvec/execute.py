@@ -30,11 +30,13 @@ from planner.plan import (
     Insert,
     Plan,
     Query,
+    Truncate,
+    Update,
     VectorRange,
     VectorTopK,
 )
 from planner.planner import relation_names
-from sqlvec import coerce
+from sqlvec import coerce, modify
 from sqlvec.statement import DUCK_ROWID, Result, StatementContext, constant_value, duckdb_sql
 from sqlvec.vector_search import explain_search, run_vector_range, run_vector_topk
 from storage import CreateIndex as CreateIndexOp
@@ -93,10 +95,10 @@ def build_rows(ctx: StatementContext, schema: TableSchema, columns: list[str], a
                               detail=f'Column "{col.name}" is an identity column defined as GENERATED ALWAYS.',
                               hint="Use OVERRIDING SYSTEM VALUE to override.")
             if use_default is not None and use_default.any():
-                filler = _default_values(ctx, schema, col, n)
+                filler = default_values(ctx, schema, col, n)
                 arr = pc.if_else(pa.array(use_default), filler, arr)
         else:
-            arr = _default_values(ctx, schema, col, n)
+            arr = default_values(ctx, schema, col, n)
         if col.not_null and arr.null_count:
             raise PgError("23502", f'null value in column "{col.name}" of relation "{schema.name}" violates '
                                    "not-null constraint")
@@ -104,7 +106,7 @@ def build_rows(ctx: StatementContext, schema: TableSchema, columns: list[str], a
     return pa.Table.from_arrays(out, schema=schema.arrow_schema())
 
 
-def _default_values(ctx: StatementContext, schema: TableSchema, col: Any, n: int) -> pa.Array:
+def default_values(ctx: StatementContext, schema: TableSchema, col: Any, n: int) -> pa.Array:
     if col.identity is not None:
         return pa.array(ctx.engine.store.next_values(schema.name, col.name, n)).cast(col.type.arrow())
     if col.default is None:
@@ -149,11 +151,11 @@ def insert_param_sets(plan: Insert, ctx: StatementContext, param_sets: Sequence[
     schema = ctx.schema(plan.table)
     arrays, defaults, n = _constant_rows(plan, schema, param_sets)
     data = build_rows(ctx, schema, plan.columns, arrays, n, defaults)
-    _write_rows(ctx, schema, data)
+    write_rows(ctx, schema, data)
     return data.num_rows
 
 
-def _write_rows(ctx: StatementContext, schema: TableSchema, data: pa.Table) -> None:
+def write_rows(ctx: StatementContext, schema: TableSchema, data: pa.Table) -> None:
     if data.num_rows and ctx.txn is not None:
         keys = check_keys_in_transaction(ctx, schema, data) if schema.primary_key else None
         ctx.txn.insert(schema.name, data, keys)
@@ -179,19 +181,20 @@ def run_insert(plan: Insert, ctx: StatementContext) -> Result:
         n = src.num_rows
         arrays = {col: src.column(i) for i, col in enumerate(plan.columns)}
     data = build_rows(ctx, schema, plan.columns, arrays, n, defaults)
+    if plan.on_conflict_update is not None:
+        return modify.upsert(plan, ctx, schema, data)
     if plan.on_conflict_do_nothing and schema.primary_key:
-        data = _drop_conflicts(ctx, schema, data)
-    _write_rows(ctx, schema, data)
+        data = modify.drop_conflicts(ctx, schema, data)
+    write_rows(ctx, schema, data)
     rows = None
     if plan.returning is not None:
-        inserted = data.append_column(DUCK_ROWID, pa.nulls(data.num_rows, pa.int64()))
-        rows = ctx.run_query(plan.returning, {schema.name: inserted})
+        rows = ctx.run_query(plan.returning, {schema.name: data})
     return Result(rows, f"INSERT 0 {data.num_rows}",
                   plan.returning.names if plan.returning else None,
                   plan.returning.column_types if plan.returning else None)
 
 
-def _key_strings(t: pa.Table, columns: tuple[str, ...]) -> pa.Array:
+def key_strings(t: pa.Table, columns: tuple[str, ...]) -> pa.Array:
     """One comparable string per row for a (possibly multi-column) key."""
     parts = [pc.cast(t.column(c), pa.string()) for c in columns]
     if len(parts) == 1:
@@ -213,7 +216,7 @@ def check_keys_in_transaction(ctx: StatementContext, schema: TableSchema, data: 
     """
     txn = ctx.txn
     assert txn is not None
-    keys = _key_strings(data, schema.primary_key)
+    keys = key_strings(data, schema.primary_key)
     dup_in_batch = pc.greater(pc.value_counts(keys).field("counts"), 1)
     if pc.any(dup_in_batch).as_py():
         value = pc.filter(pc.value_counts(keys).field("values"), dup_in_batch)[0]
@@ -224,7 +227,7 @@ def check_keys_in_transaction(ctx: StatementContext, schema: TableSchema, data: 
     if pending is None:  # after a DELETE of the transaction's own rows: rebuild from what is left
         pending = set()
         for rows in txn.pending_rows(schema.name):
-            pending.update(_key_strings(rows, schema.primary_key).to_pylist())
+            pending.update(key_strings(rows, schema.primary_key).to_pylist())
         txn.pending_keys[schema.name] = pending
     batch_keys = keys.to_pylist()
     if pending and not pending.isdisjoint(batch_keys):
@@ -270,21 +273,6 @@ def _values_by_duckdb(plan: Insert, ctx: StatementContext, schema: TableSchema):
     return arrays, {c: m for c, m in defaults.items() if m.any()}, n
 
 
-def _drop_conflicts(ctx: StatementContext, schema: TableSchema, data: pa.Table) -> pa.Table:
-    keys = data.select(list(schema.primary_key))
-    existing = ctx.engine.store.lookup_row_ids(schema.name, keys) if not (
-        ctx.txn and ctx.txn.created_here(schema.name)) else np.full(data.num_rows, -1)
-    keep = np.asarray(existing) < 0
-    # within the batch, the first row with a key wins
-    if len(schema.primary_key) == 1:
-        col = keys.column(0).combine_chunks()
-        first = np.zeros(data.num_rows, bool)
-        _, idx = np.unique(np.asarray(pc.dictionary_encode(col).indices), return_index=True)
-        first[idx] = True
-        keep &= first
-    return data.filter(pa.array(keep))
-
-
 def run_delete(plan: Delete, ctx: StatementContext) -> Result:
     schema = ctx.schema(plan.table)
     full = ctx.table(plan.table, with_rowid=True)
@@ -292,7 +280,7 @@ def run_delete(plan: Delete, ctx: StatementContext) -> Result:
     ids = selected.column(0).to_numpy()
     rows = None
     if plan.returning is not None:
-        gone = full.filter(pc.is_in(full.column(DUCK_ROWID), pa.array(ids)))
+        gone = full.filter(pc.is_in(full.column(DUCK_ROWID), pa.array(ids))).drop_columns([DUCK_ROWID])
         rows = ctx.run_query(plan.returning, {schema.name: gone})
     if len(ids):
         if ctx.txn is not None:
@@ -400,6 +388,8 @@ EXECUTORS: dict[type, Callable[[Any, StatementContext], Result]] = {
     VectorRange: run_vector_range,
     Insert: run_insert,
     Delete: run_delete,
+    Update: modify.run_update,
+    Truncate: modify.run_truncate,
     CreateTable: run_create_table,
     DropTable: run_drop_table,
     CreateIndex: run_create_index,

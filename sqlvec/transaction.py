@@ -80,6 +80,26 @@ class Transaction:
     pending_keys: dict[str, set] = field(default_factory=dict)
     #: (table, index) created by CREATE INDEX without CONCURRENTLY: COMMIT returns once they are built
     index_builds: list[tuple[str, str]] = field(default_factory=list)
+    #: SAVEPOINTs, oldest first: (name, the transaction's state when it was set)
+    savepoints: list[tuple[str, tuple]] = field(default_factory=list)
+
+    # -- savepoints ----------------------------------------------------------------------------
+
+    def save_state(self) -> tuple:
+        """What ROLLBACK TO SAVEPOINT returns to. Pending inserts are copied (statements append to
+        them); the other ops and the Arrow data are immutable."""
+        ops = [_PendingInsert(op.table, list(op.chunks)) if isinstance(op, _PendingInsert) else op
+               for op in self.ops]
+        return ops, self.next_temp_id, {t: set(k) for t, k in self.pending_keys.items()}, list(self.index_builds)
+
+    def restore_state(self, state: tuple) -> None:
+        ops, _, pending_keys, index_builds = state
+        self.ops = [_PendingInsert(op.table, list(op.chunks)) if isinstance(op, _PendingInsert) else op
+                    for op in ops]
+        # next_temp_id stays where it is: the temporary ids of rolled-back rows are not handed out again
+        self.pending_keys = {t: set(k) for t, k in pending_keys.items()}
+        self.index_builds = list(index_builds)
+        self.generation += 1
 
     # -- catalog -------------------------------------------------------------------------------
 

@@ -1,0 +1,268 @@
+"""UPDATE, INSERT ... ON CONFLICT and TRUNCATE: rows replaced or removed by row id.
+
+An update is the delete of the old rows and the insert of their new versions in one storage commit
+(or in the session's open transaction, which commits them together): no reader sees both versions or
+neither. The new values come from DuckDB for the assigned columns only; the other columns are taken
+from the stored rows by row id, so they come back bit for bit (a float32 vector is not round-tripped
+through DuckDB's doubles).
+
+Concurrency is optimistic. A statement reads a snapshot; storage applies commits one at a time and
+refuses to delete a row that is no longer live (``RowNotLiveError``) or to insert a key that is
+(``DuplicateKeyError``). Outside a transaction block the statement is then run again on a fresh
+snapshot (``run_retrying``), as PostgreSQL re-evaluates a READ COMMITTED write against the newest row
+version; inside one, COMMIT fails with 40001 and changes nothing. Never a lost update, never a
+duplicate key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from planner.plan import Insert, Truncate, Update, Upsert
+from planner.planner import EXCLUDED
+from sqlvec import coerce
+from sqlvec.statement import DUCK_ROWID, Result, StatementContext, concat
+from sqlvec.transaction import ROWID
+from storage import Delete as DeleteOp
+from storage import Insert as InsertOp
+from storage.errors import DuplicateKeyError, RowNotLiveError
+from storage.types import TableSchema
+from wire.session import PgError
+
+NO_ROW = np.iinfo(np.int64).min  # "no conflicting row" (row ids of a transaction's own rows are negative)
+RETRIES = 20
+
+
+class RowsChanged(Exception):
+    """A row the statement read was replaced or deleted by a commit after its snapshot."""
+
+
+def serialization_failure() -> PgError:
+    return PgError("40001", "could not serialize access due to concurrent update",
+                   hint="Another transaction changed the same rows first; run the transaction again.")
+
+
+def run_retrying(run: Callable[[], Result], retryable: tuple[type[Exception], ...]) -> Result:
+    """Run a statement outside a transaction block; if a concurrent commit got to its rows first, run
+    it again on a newer snapshot (``run`` takes a fresh one each time)."""
+    for attempt in range(RETRIES):
+        try:
+            return run()
+        except retryable:
+            if attempt == RETRIES - 1:
+                raise serialization_failure() from None
+    raise AssertionError("unreachable")
+
+
+def retryable_errors(plan: object) -> tuple[type[Exception], ...]:
+    """What a concurrent commit makes a write statement fail with, when running it again is the answer."""
+    if isinstance(plan, Insert):
+        if plan.on_conflict_update is not None or plan.on_conflict_do_nothing:
+            return RowNotLiveError, RowsChanged, DuplicateKeyError
+        return ()
+    return RowNotLiveError, RowsChanged
+
+
+# -- reading rows by id ---------------------------------------------------------------------------------
+
+
+def rows_by_id(ctx: StatementContext, schema: TableSchema, ids: np.ndarray) -> pa.Table:
+    """The live rows with row ids ``ids`` (user columns, in the order of ``ids``), as ``ctx`` sees them.
+    Raises RowsChanged when one is not there (a newer commit replaced it)."""
+    names = [c.name for c in schema.columns]
+    want = np.asarray(ids, np.int64)
+    pieces: list[pa.Table] = []
+    slots: list[np.ndarray] = []
+    found = np.zeros(len(want), bool)
+    for part in ctx.parts(schema.name):
+        n = part.data.num_rows
+        if n == 0 or found.all():
+            continue
+        rid = part.data.column(ROWID).to_numpy()
+        if part.segment is not None:  # a stored segment holds its rows in ascending row id order
+            pos = np.minimum(np.searchsorted(rid, want), n - 1)
+        else:
+            pos = pc.index_in(pa.array(want), value_set=pa.array(rid)).fill_null(0).to_numpy()
+        hit = (rid[pos] == want) & ~found
+        if part.live is not None:
+            hit &= part.live[pos]
+        if hit.any():
+            pieces.append(part.data.select(names).take(pa.array(pos[hit])))
+            slots.append(np.flatnonzero(hit))
+            found |= hit
+    if not found.all():
+        raise RowsChanged
+    if not pieces:
+        return schema.arrow_schema().empty_table()
+    t = concat(pieces)
+    order = np.empty(len(want), np.int64)
+    order[np.concatenate(slots)] = np.arange(len(want))
+    return t.take(pa.array(order))
+
+
+def conflicting_rows(ctx: StatementContext, schema: TableSchema, data: pa.Table) -> np.ndarray:
+    """Per row of ``data``, the row id of the live row with the same primary key (NO_ROW where none):
+    a committed row the transaction has not deleted, or a row the transaction inserted."""
+    from sqlvec.execute import key_strings
+
+    out = np.full(data.num_rows, NO_ROW, np.int64)
+    txn = ctx.txn
+    if txn is None or not txn.created_here(schema.name):
+        ids = np.asarray(ctx.engine.store.lookup_row_ids(schema.name, data.select(list(schema.primary_key))))
+        hit = ids >= 0
+        if txn is not None and hit.any():
+            hit &= ~np.isin(ids, txn.deleted_ids(schema.name))
+        out[hit] = ids[hit]
+    if txn is not None:
+        mine = None
+        for rows in txn.pending_rows(schema.name):
+            if rows.num_rows == 0:
+                continue
+            if mine is None:
+                mine = key_strings(data, schema.primary_key)
+            idx = pc.index_in(mine, value_set=key_strings(rows, schema.primary_key)).fill_null(-1).to_numpy()
+            hit = idx >= 0
+            out[hit] = rows.column(ROWID).to_numpy()[idx[hit]]
+    return out
+
+
+# -- writing ---------------------------------------------------------------------------------------------
+
+
+def replace_rows(ctx: StatementContext, schema: TableSchema, old_ids: np.ndarray, rows: pa.Table) -> None:
+    """Delete the rows ``old_ids`` and insert ``rows``, atomically."""
+    from sqlvec.execute import write_rows
+
+    if ctx.txn is not None:
+        if len(old_ids):
+            ctx.txn.delete(schema.name, old_ids)
+        write_rows(ctx, schema, rows)  # the key check sees the old rows gone
+        return
+    ops: list[object] = []
+    if len(old_ids):
+        ops.append(DeleteOp(schema.name, old_ids))
+    if rows.num_rows:
+        ops.append(InsertOp(schema.name, rows))
+    if ops:
+        ctx.engine.commit(ops)
+
+
+def new_versions(ctx: StatementContext, schema: TableSchema, old: pa.Table, values: pa.Table,
+                 set_columns: tuple[str, ...], defaults: tuple[str, ...]) -> pa.Table:
+    """The rows ``old`` with the assigned columns taken from ``values`` (by name) or their DEFAULT."""
+    from sqlvec.execute import default_values
+
+    n = old.num_rows
+    out = []
+    for col in schema.columns:
+        if col.name in defaults:
+            arr = default_values(ctx, schema, col, n)
+        elif col.name in set_columns:
+            arr = coerce.coerce(values.column(col.name), col.type, column=col.name)
+        else:
+            out.append(old.column(col.name))
+            continue
+        if col.not_null and arr.null_count:
+            raise PgError("23502", f'null value in column "{col.name}" of relation "{schema.name}" violates '
+                                   "not-null constraint")
+        out.append(arr)
+    return pa.Table.from_arrays(out, schema=schema.arrow_schema())
+
+
+def _returned(ctx: StatementContext, plan: Insert | Update, schema: TableSchema, rows: pa.Table) -> Result | None:
+    if plan.returning is None:
+        return None
+    return ctx.run_query(plan.returning, {schema.name: rows})
+
+
+def _result(plan: Insert | Update, rows: pa.Table | None, tag: str) -> Result:
+    r = plan.returning
+    return Result(rows, tag, r.names if r else None, r.column_types if r else None)
+
+
+def run_update(plan: Update, ctx: StatementContext) -> Result:
+    schema = ctx.schema(plan.table)
+    values = ctx.run_query(plan.rows)
+    ids = values.column(values.num_columns - 1).to_numpy()
+    if len(np.unique(ids)) < len(ids):  # UPDATE ... FROM matched a row more than once: it changes once
+        _, first = np.unique(ids, return_index=True)
+        values = values.take(pa.array(np.sort(first)))
+        ids = values.column(values.num_columns - 1).to_numpy()
+    old = rows_by_id(ctx, schema, ids)
+    rows = new_versions(ctx, schema, old, values, plan.set_columns, plan.defaults)
+    replace_rows(ctx, schema, ids, rows)
+    return _result(plan, _returned(ctx, plan, schema, rows), f"UPDATE {rows.num_rows}")
+
+
+def upsert(plan: Insert, ctx: StatementContext, schema: TableSchema, data: pa.Table) -> Result:
+    """INSERT ... ON CONFLICT (key) DO UPDATE: each proposed row whose key is live updates that row
+    (unless the WHERE says no), the others are inserted; all in one commit."""
+    from sqlvec.execute import key_strings
+
+    spec = plan.on_conflict_update
+    assert isinstance(spec, Upsert)
+    keys = key_strings(data, schema.primary_key)
+    if pc.count_distinct(keys).as_py() < data.num_rows:
+        raise PgError("21000", "ON CONFLICT DO UPDATE command cannot affect row a second time",
+                      hint="Ensure that no rows proposed for insertion within the same command have duplicate "
+                           "constrained values.")
+    target = conflicting_rows(ctx, schema, data)
+    conflict = target != NO_ROW
+    proposed_at = np.flatnonzero(conflict)
+    fresh = data.filter(pa.array(~conflict))
+    updated = schema.arrow_schema().empty_table()
+    replaced = np.zeros(0, np.int64)
+    updated_at = np.zeros(0, np.int64)
+    if len(proposed_at):
+        existing_ids = target[conflict]
+        old = rows_by_id(ctx, schema, existing_ids)
+        excluded = data.filter(pa.array(conflict)).append_column(DUCK_ROWID, pa.array(existing_ids))
+        values = ctx.run_query(spec.rows, {schema.name: old.append_column(DUCK_ROWID, pa.array(existing_ids)),
+                                           EXCLUDED: excluded})
+        replaced = values.column(values.num_columns - 1).to_numpy()
+        which = pc.index_in(pa.array(replaced), value_set=pa.array(existing_ids)).to_numpy()
+        updated = new_versions(ctx, schema, old.take(pa.array(which)), values, spec.set_columns, spec.defaults)
+        updated_at = proposed_at[which]
+    rows = concat([updated, fresh]) if updated.num_rows else fresh
+    replace_rows(ctx, schema, replaced, rows)
+    returned = None
+    if plan.returning is not None:  # in the order the rows were proposed, as PostgreSQL returns them
+        order = np.argsort(np.concatenate([updated_at, np.flatnonzero(~conflict)]), kind="stable")
+        returned = _returned(ctx, plan, schema, rows.take(pa.array(order)))
+    return _result(plan, returned, f"INSERT 0 {rows.num_rows}")
+
+
+def drop_conflicts(ctx: StatementContext, schema: TableSchema, data: pa.Table) -> pa.Table:
+    """ON CONFLICT DO NOTHING: the rows whose key is not live, the first of each key within ``data``."""
+    from sqlvec.execute import key_strings
+
+    keep = conflicting_rows(ctx, schema, data) == NO_ROW
+    keys = key_strings(data, schema.primary_key)
+    first = np.zeros(data.num_rows, bool)
+    _, idx = np.unique(pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False), return_index=True)
+    first[idx] = True
+    return data.filter(pa.array(keep & first))
+
+
+def run_truncate(plan: Truncate, ctx: StatementContext) -> Result:
+    if plan.restart_identity:
+        raise PgError("0A000", "TRUNCATE ... RESTART IDENTITY is not supported",
+                      hint="Identity and serial values are never handed out twice in sqlvec.")
+    ops: list[object] = []
+    for name in plan.tables:
+        ctx.schema(name)
+        ids = [p.data.column(ROWID).to_numpy()[p.live] if p.live is not None else p.data.column(ROWID).to_numpy()
+               for p in ctx.parts(name)]
+        ids = [i for i in ids if len(i)]
+        if ids:
+            ops.append(DeleteOp(name, np.concatenate(ids)))
+    if ctx.txn is not None:
+        for op in ops:
+            ctx.txn.delete(op.table, op.row_ids)  # type: ignore[attr-defined]
+    elif ops:
+        ctx.engine.commit(ops)
+    return Result(None, "TRUNCATE TABLE")
