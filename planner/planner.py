@@ -456,8 +456,8 @@ def _assignments(statement: Statement, items: list[exp.Expr], schema: TableSchem
 def _new_row_values(schema: TableSchema, alias: str, assign: dict[str, exp.Expr | None],
                     known: dict[int, int], qualify: bool) -> list[exp.Expr]:
     """The assigned columns' new values (DEFAULTs left out), each named after its column, then the
-    replaced row's ``__rowid``. A bare parameter takes its column's type; with ``qualify``, unqualified
-    columns are the target's."""
+    replaced row's ``__rowid``. A bare parameter takes its column's type; with ``qualify`` (ON CONFLICT),
+    columns must be qualified."""
     out: list[exp.Expr] = []
     for c in schema.columns:
         value = assign.get(c.name)
@@ -467,18 +467,19 @@ def _new_row_values(schema: TableSchema, alias: str, assign: dict[str, exp.Expr 
         if isinstance(value, exp.Parameter):
             known.setdefault(P.parameter_number(value), c.type.oid)
         elif qualify:
-            value = _qualified(value, alias)
+            value = _qualified(value, schema)
         out.append(exp.alias_(value, c.name, quoted=True))
     out.append(exp.column(ROWID, table=alias, quoted=True))
     return out
 
 
-def _qualified(e: exp.Expr, alias: str) -> exp.Expr:
-    def fix(node: exp.Expr) -> exp.Expr:
-        if isinstance(node, exp.Column) and not node.args.get("table") and not isinstance(node.this, exp.Star):
-            return exp.column(node.this.copy(), table=exp.to_identifier(alias, quoted=True))
-        return node
-    return e.transform(fix)
+def _qualified(e: exp.Expr, schema: TableSchema) -> exp.Expr:
+    """ON CONFLICT DO UPDATE sees the target row and ``excluded``, with the same columns: an unqualified
+    column names either, so PostgreSQL refuses it (42702)."""
+    for col in e.find_all(exp.Column):
+        if not col.args.get("table") and not isinstance(col.this, exp.Star) and schema.column(col.name) is not None:
+            raise SqlError("42702", f'column reference "{identifier_name(col.this)}" is ambiguous')
+    return e
 
 
 def _plan_upsert(statement: Statement, conflict: exp.Expr, schema: TableSchema, alias: str, catalog: Catalog,
@@ -493,7 +494,7 @@ def _plan_upsert(statement: Statement, conflict: exp.Expr, schema: TableSchema, 
         on=exp.EQ(this=exp.column(ROWID, table=alias, quoted=True), expression=exp.column(ROWID, table=EXCLUDED)))
     where = conflict.args.get("where")
     if where is not None:
-        select = select.where(_qualified(where.this, alias))
+        select = select.where(_qualified(where.this.copy(), schema))
     scope_catalog = dict(catalog)
     scope_catalog[EXCLUDED] = dataclasses.replace(schema, name=EXCLUDED)
     q = query_plan(select, scope_catalog, set_known, statement)

@@ -386,12 +386,15 @@ class Session:
 
         return self.guarded(work)
 
-    def bind(self, statement: PreparedStatement, params: Sequence[Any]) -> Execution:
+    def bind(self, statement: PreparedStatement, params: Sequence[Any], *, then_sync: bool = False) -> Execution:
         expected = len(statement.desc.param_oids)
         if len(params) != expected:
             raise PgError("08P01", f"bind message supplies {len(params)} parameters, "
                                    f"but prepared statement requires {expected}")
-        return Execution(self, statement.statement, statement.client_oids, params, extended=True)
+        # Bind, Execute, Sync outside a block: the statement is its own transaction, run as a simple
+        # query's is (a write committed as it runs, so a concurrent commit to its rows can be retried).
+        return Execution(self, statement.statement, statement.client_oids, params,
+                         extended=not (then_sync and self.txn is None and not self.failed))
 
     def bind_many(self, statement: PreparedStatement, params: Sequence[Sequence[Any]]) -> list[str] | None:
         """A pipelined executemany of a one-row INSERT ... VALUES: one insert of all the rows.

@@ -16,6 +16,7 @@ duplicate key.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -55,6 +56,8 @@ def run_retrying(run: Callable[[], Result], retryable: tuple[type[Exception], ..
         except retryable:
             if attempt == RETRIES - 1:
                 raise serialization_failure() from None
+            if attempt:  # the commit in the way may still be on its way to the disk: let it land
+                time.sleep(min(0.001 * 2 ** attempt, 0.05))
     raise AssertionError("unreachable")
 
 

@@ -1099,7 +1099,8 @@ def _prepare(session: Session, sql: str, param_oids: list[int]) -> tuple[Prepare
 
 
 def _bind(session: Session, prepared: PreparedStatement, raw: Sequence[bytes | None], oids: list[int],
-          formats: list[int], previous: Execution | None = None) -> tuple[Execution, _Shape]:
+          formats: list[int], previous: Execution | None = None, *, then_sync: bool = False
+          ) -> tuple[Execution, _Shape]:
     if previous is not None:  # Bind to an existing unnamed portal replaces it
         previous.close()
     params = []
@@ -1113,7 +1114,7 @@ def _bind(session: Session, prepared: PreparedStatement, raw: Sequence[bytes | N
             context = f"bind parameter ${i}"
             raise PgError(err.sqlstate, err.message, detail=f"{err.detail} ({context})" if err.detail else context,
                           hint=err.hint) from None
-    execution = session.bind(prepared, params)
+    execution = session.bind(prepared, params, then_sync=True) if then_sync else session.bind(prepared, params)
     try:
         shape = _shape(execution)
         if shape.columns is None and shape.copy_in is None:
@@ -1147,7 +1148,7 @@ def _run_pipeline(session: Session, pipeline: _Pipeline, statement: _Statement |
         oids, formats = _bind_arguments(statement, bind, portal_exists)
         run.replaced = previous is not None
         execution, shape = _bind(session, statement.prepared, bind.params, oids, formats,
-                                 previous.execution if previous is not None else None)
+                                 previous.execution if previous is not None else None, then_sync=pipeline.sync)
         try:
             result_formats = _result_formats(bind.result_formats, shape.columns)
         except PgError:

@@ -137,8 +137,10 @@ class Session(Protocol):
     def prepare(self, sql: str, param_oids: Sequence[int]) -> PreparedStatement:
         """Parse: ``param_oids`` are the types the client gave (0 = infer). Raises PgError."""
 
-    def bind(self, statement: PreparedStatement, params: Sequence[Any]) -> Execution:
-        """Bind: a portal over decoded parameter values. Raises PgError."""
+    def bind(self, statement: PreparedStatement, params: Sequence[Any], *, then_sync: bool = False) -> Execution:
+        """Bind: a portal over decoded parameter values. Raises PgError. ``then_sync``: the client sent
+        this portal's Execute and then Sync with nothing between, so outside a transaction block the
+        statement is a transaction of its own (the session may commit it as it runs)."""
 
     def bind_many(self, statement: PreparedStatement, params: Sequence[Sequence[Any]]) -> list[str] | None:
         """Optional. A pipeline's run of Bind/Execute of one row-less statement (psycopg's

@@ -414,7 +414,7 @@ class FakeSession:
             self.statements_seen.pop()
         return FakeStatement(self.factory, sql, StatementDesc(oids, columns))
 
-    def bind(self, statement: FakeStatement, params: Sequence[Any]) -> FakeExecution:
+    def bind(self, statement: FakeStatement, params: Sequence[Any], *, then_sync: bool = False) -> FakeExecution:
         self._sequential()
         return self._execution(statement.sql, params, statement.desc.param_oids)
 
