@@ -141,6 +141,9 @@ def _quantified(e: exp.Expr, column_type_of: ColumnTypeOf) -> exp.Expr:
     if inner is None or isinstance(inner, (exp.Select, exp.Subquery, exp.Union)):
         return e
     each = type(e)(this=e.this.copy(), expression=exp.column(_ELEMENT))
+    element = _element_of(e.this, column_type_of) if isinstance(inner, exp.Parameter) else None
+    if element is not None:  # an array parameter, typed: DuckDB cannot bind a lambda over an empty untyped list
+        inner = exp.Cast(this=inner.copy(), to=_duckdb_type(element.array_of()))
     tests = exp.Anonymous(this="list_transform", expressions=[
         inner.copy(), exp.Lambda(this=each, expressions=[exp.to_identifier(_ELEMENT)])])
     name = "sqlvec_any" if isinstance(e.expression, exp.Any) else "sqlvec_all"

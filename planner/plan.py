@@ -115,6 +115,16 @@ class Insert(Plan):
 
 
 @dataclass
+class KeyLookup:
+    """The WHERE of an UPDATE or DELETE names rows by primary key (``pk = $1``, ``pk IN (...)``,
+    ``pk = ANY($1)``): their values, constants or parameters, each one key or (ANY) an array of keys.
+    The rows are found through the key index instead of a scan; the WHERE is still applied to them."""
+
+    column: str
+    values: tuple[exp.Expr, ...]
+
+
+@dataclass
 class Upsert:
     """``ON CONFLICT (key) DO UPDATE SET ... [WHERE ...]``: ``rows`` joins the existing rows (the target
     table, ``__rowid`` the row a proposed row conflicts with) to ``excluded`` (the proposed rows, carrying
@@ -124,6 +134,9 @@ class Upsert:
     rows: Query
     set_columns: tuple[str, ...]
     defaults: tuple[str, ...]
+    #: every SET is a parameter, a plain literal or ``EXCLUDED.col`` and there is no WHERE: the new values
+    #: are taken as they are (column -> expression), without DuckDB
+    direct: tuple[tuple[str, exp.Expr], ...] | None = None
 
 
 @dataclass
@@ -136,6 +149,9 @@ class Update(Plan):
     set_columns: tuple[str, ...]
     defaults: tuple[str, ...]
     returning: Query | None
+    keys: KeyLookup | None = None
+    #: with ``keys``: every SET is a parameter or plain literal (column -> expression), taken as it is
+    direct: tuple[tuple[str, exp.Expr], ...] | None = None
 
     @property
     def returns_rows(self) -> bool:  # type: ignore[override]
@@ -155,6 +171,7 @@ class Delete(Plan):
     table: str
     rows: Query
     returning: Query | None
+    keys: KeyLookup | None = None
 
     @property
     def returns_rows(self) -> bool:  # type: ignore[override]

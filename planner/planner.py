@@ -26,6 +26,7 @@ from planner.plan import (
     DropIndex,
     DropTable,
     Insert,
+    KeyLookup,
     Plan,
     Query,
     Truncate,
@@ -482,6 +483,31 @@ def _qualified(e: exp.Expr, schema: TableSchema) -> exp.Expr:
     return e
 
 
+_STRING_LITERAL_TYPES = ("text", "varchar", "json", "jsonb", "vector")
+_NUMBER_LITERAL_TYPES = ("int2", "int4", "int8", "float4", "float8")
+
+
+def _direct(assign: dict[str, exp.Expr | None], schema: TableSchema, excluded: bool
+            ) -> tuple[tuple[str, exp.Expr], ...] | None:
+    """The assignments, when each is a parameter (typed as its column), a literal the column reads as
+    it is, or (``excluded``) ``EXCLUDED.col``; else None."""
+    out = []
+    for name, e in assign.items():
+        col = schema.column(name)
+        if e is None or col is None:
+            return None
+        if isinstance(e, exp.Parameter):
+            pass
+        elif isinstance(e, exp.Literal):
+            if col.type.name not in (_STRING_LITERAL_TYPES if e.is_string else _NUMBER_LITERAL_TYPES):
+                return None
+        elif not (excluded and isinstance(e, exp.Column) and e.args.get("table") is not None
+                  and identifier_name(e.args["table"]) == EXCLUDED and schema.column(identifier_name(e.this))):
+            return None
+        out.append((name, e))
+    return tuple(out)
+
+
 def _plan_upsert(statement: Statement, conflict: exp.Expr, schema: TableSchema, alias: str, catalog: Catalog,
                  known: dict[int, int], oids: dict[int, int]) -> Upsert:
     assign = _assignments(statement, conflict.expressions, schema)
@@ -500,7 +526,45 @@ def _plan_upsert(statement: Statement, conflict: exp.Expr, schema: TableSchema, 
     q = query_plan(select, scope_catalog, set_known, statement)
     for i, o in enumerate(q.param_oids):
         oids.setdefault(i + 1, o)
-    return Upsert(q, tuple(assign), tuple(c for c, v in assign.items() if v is None))
+    return Upsert(q, tuple(c for c, v in assign.items() if v is not None),
+                  tuple(c for c, v in assign.items() if v is None),
+                  None if where is not None else _direct(assign, schema, excluded=True))
+
+
+def _is_constant(e: exp.Expr) -> bool:
+    while isinstance(e, (exp.Cast, exp.Paren, exp.Neg)):
+        e = e.this
+    return isinstance(e, (exp.Literal, exp.Parameter))
+
+
+def _key_lookup(where: exp.Expr | None, schema: TableSchema, alias: str) -> KeyLookup | None:
+    """KeyLookup for ``WHERE pk = c``, ``pk IN (c, ...)`` or ``pk = ANY(c)`` with constants or parameters."""
+    if where is None or len(schema.primary_key) != 1:
+        return None
+    pk = schema.primary_key[0]
+    cond = where.this
+    while isinstance(cond, exp.Paren):
+        cond = cond.this
+
+    def is_key(e: exp.Expr) -> bool:
+        if not isinstance(e, exp.Column) or identifier_name(e.this) != pk:
+            return False
+        return e.args.get("table") is None or identifier_name(e.args["table"]) == alias
+
+    if isinstance(cond, exp.EQ):
+        col, value = (cond.this, cond.expression) if is_key(cond.this) else (cond.expression, cond.this)
+        if not is_key(col):
+            return None
+        if isinstance(value, exp.Any):
+            value = value.this
+            while isinstance(value, exp.Paren):
+                value = value.this
+            return KeyLookup(pk, (exp.Anonymous(this="ANY", expressions=[value]),)) if _is_constant(value) else None
+        return KeyLookup(pk, (value,)) if _is_constant(value) else None
+    if isinstance(cond, exp.In) and is_key(cond.this) and cond.expressions and not cond.args.get("query") \
+            and all(_is_constant(v) for v in cond.expressions):
+        return KeyLookup(pk, tuple(cond.expressions))
+    return None
 
 
 def _plan_update(statement: Statement, catalog: Catalog, known: dict[int, int]) -> Plan:
@@ -527,7 +591,10 @@ def _plan_update(statement: Statement, catalog: Catalog, known: dict[int, int]) 
     if returning is not None:
         for i, o in enumerate(returning.param_oids):
             oids.setdefault(i + 1, o)
-    node = Update(schema.name, q, tuple(assign), tuple(c for c, v in assign.items() if v is None), returning)
+    keys = None if source is not None else _key_lookup(ast.args.get("where"), schema, alias)
+    node = Update(schema.name, q, tuple(c for c, v in assign.items() if v is not None),
+                  tuple(c for c, v in assign.items() if v is None), returning, keys,
+                  _direct(assign, schema, excluded=False) if keys is not None else None)
     node.param_oids = _oid_list(oids)
     return node
 
@@ -544,8 +611,8 @@ def _plan_delete(statement: Statement, catalog: Catalog, known: dict[int, int]) 
     assert isinstance(ast, exp.Delete)
     schema = _target(statement, ast.this, catalog)
     where = ast.args.get("where")
-    select = exp.Select(expressions=[exp.column(ROWID)]).from_(
-        exp.Table(this=exp.to_identifier(schema.name, quoted=True)))
+    alias = _alias_of(ast.this, schema)
+    select = exp.Select(expressions=[exp.column(ROWID, table=alias, quoted=True)]).from_(_table_as(schema, alias))
     if where is not None:
         select = select.where(where.this.copy())
     q = query_plan(select, catalog, known, statement)
@@ -554,7 +621,7 @@ def _plan_delete(statement: Statement, catalog: Catalog, known: dict[int, int]) 
     if returning is not None:
         for i, o in enumerate(returning.param_oids):
             oids.setdefault(i + 1, o)
-    node = Delete(schema.name, q, returning)
+    node = Delete(schema.name, q, returning, _key_lookup(where, schema, alias))
     node.param_oids = _oid_list(oids)
     return node
 

@@ -275,7 +275,9 @@ def _values_by_duckdb(plan: Insert, ctx: StatementContext, schema: TableSchema):
 
 def run_delete(plan: Delete, ctx: StatementContext) -> Result:
     schema = ctx.schema(plan.table)
-    full = ctx.table(plan.table, with_rowid=True)
+    full = modify.key_rows(ctx, schema, plan.keys) if plan.keys is not None else None
+    if full is None:
+        full = ctx.table(plan.table, with_rowid=True)
     selected = ctx.run_query(plan.rows, {plan.table: full})
     ids = selected.column(0).to_numpy()
     rows = None

@@ -22,11 +22,12 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from sqlglot import exp
 
-from planner.plan import Insert, Truncate, Update, Upsert
+from planner.plan import Insert, KeyLookup, Truncate, Update, Upsert
 from planner.planner import EXCLUDED
 from sqlvec import coerce
-from sqlvec.statement import DUCK_ROWID, Result, StatementContext, concat
+from sqlvec.statement import DUCK_ROWID, Result, StatementContext, concat, constant_value
 from sqlvec.transaction import ROWID
 from storage import Delete as DeleteOp
 from storage import Insert as InsertOp
@@ -107,6 +108,33 @@ def rows_by_id(ctx: StatementContext, schema: TableSchema, ids: np.ndarray) -> p
     return t.take(pa.array(order))
 
 
+_KEY_KINDS = {"int2": int, "int4": int, "int8": int, "text": str, "varchar": str}
+
+
+def key_rows(ctx: StatementContext, schema: TableSchema, keys: KeyLookup) -> pa.Table | None:
+    """The live rows whose primary key the statement's WHERE names, with their ``__rowid``, found through
+    the key index; None where the values are not plain keys of the column's type (the caller scans)."""
+    values: list = []
+    for e in keys.values:
+        if isinstance(e, exp.Anonymous) and e.name.upper() == "ANY":
+            v = constant_value(e.expressions[0], ctx.params)
+            values.extend([] if v is None else list(v))
+        else:
+            values.append(constant_value(e, ctx.params))
+    col = schema.column(keys.column)
+    assert col is not None
+    kind = _KEY_KINDS.get(col.type.name)
+    if kind is None or any(v is not None and (type(v) is not kind) for v in values):
+        return None  # e.g. id = 1.5: PostgreSQL compares as numeric; the scan does that
+    try:
+        arr = coerce.from_python(values, col.type)
+    except PgError:
+        return None  # out of the column's range: matches nothing, as the scan will say
+    ids = conflicting_rows(ctx, schema, pa.table({keys.column: arr}))
+    ids = np.unique(ids[ids != NO_ROW])
+    return rows_by_id(ctx, schema, ids).append_column(DUCK_ROWID, pa.array(ids, pa.int64()))
+
+
 def conflicting_rows(ctx: StatementContext, schema: TableSchema, data: pa.Table) -> np.ndarray:
     """Per row of ``data``, the row id of the live row with the same primary key (NO_ROW where none):
     a committed row the transaction has not deleted, or a row the transaction inserted."""
@@ -154,7 +182,7 @@ def replace_rows(ctx: StatementContext, schema: TableSchema, old_ids: np.ndarray
         ctx.engine.commit(ops)
 
 
-def new_versions(ctx: StatementContext, schema: TableSchema, old: pa.Table, values: pa.Table,
+def new_versions(ctx: StatementContext, schema: TableSchema, old: pa.Table, values: pa.Table | dict,
                  set_columns: tuple[str, ...], defaults: tuple[str, ...]) -> pa.Table:
     """The rows ``old`` with the assigned columns taken from ``values`` (by name) or their DEFAULT."""
     from sqlvec.execute import default_values
@@ -165,7 +193,8 @@ def new_versions(ctx: StatementContext, schema: TableSchema, old: pa.Table, valu
         if col.name in defaults:
             arr = default_values(ctx, schema, col, n)
         elif col.name in set_columns:
-            arr = coerce.coerce(values.column(col.name), col.type, column=col.name)
+            arr = coerce.coerce(values[col.name] if isinstance(values, dict) else values.column(col.name), col.type,
+                                column=col.name)
         else:
             out.append(old.column(col.name))
             continue
@@ -187,9 +216,32 @@ def _result(plan: Insert | Update, rows: pa.Table | None, tag: str) -> Result:
     return Result(rows, tag, r.names if r else None, r.column_types if r else None)
 
 
+def direct_values(ctx: StatementContext, schema: TableSchema, direct: tuple[tuple[str, exp.Expr], ...], n: int,
+                  excluded: pa.Table | None = None) -> dict[str, pa.Array]:
+    """The new values of assignments that are parameters, literals or ``EXCLUDED.col`` (planner's _direct)."""
+    out: dict[str, pa.Array | pa.ChunkedArray] = {}
+    for name, e in direct:
+        if isinstance(e, exp.Column):
+            assert excluded is not None
+            out[name] = excluded.column(e.name if e.this.args.get("quoted") else e.name.lower())
+        else:
+            col = schema.column(name)
+            assert col is not None
+            one = coerce.from_python([constant_value(e, ctx.params)], col.type)
+            out[name] = one.take(pa.array(np.zeros(n, np.int64)))
+    return out
+
+
 def run_update(plan: Update, ctx: StatementContext) -> Result:
     schema = ctx.schema(plan.table)
-    values = ctx.run_query(plan.rows)
+    view = key_rows(ctx, schema, plan.keys) if plan.keys is not None else None
+    if view is not None and plan.direct is not None:  # WHERE pk = ... SET col = $1, ...: no DuckDB
+        ids = view.column(DUCK_ROWID).to_numpy()
+        rows = new_versions(ctx, schema, view.drop_columns([DUCK_ROWID]),
+                            direct_values(ctx, schema, plan.direct, len(ids)), plan.set_columns, plan.defaults)
+        replace_rows(ctx, schema, ids, rows)
+        return _result(plan, _returned(ctx, plan, schema, rows), f"UPDATE {rows.num_rows}")
+    values = ctx.run_query(plan.rows, None if view is None else {schema.name: view})
     ids = values.column(values.num_columns - 1).to_numpy()
     if len(np.unique(ids)) < len(ids):  # UPDATE ... FROM matched a row more than once: it changes once
         _, first = np.unique(ids, return_index=True)
@@ -223,13 +275,20 @@ def upsert(plan: Insert, ctx: StatementContext, schema: TableSchema, data: pa.Ta
     if len(proposed_at):
         existing_ids = target[conflict]
         old = rows_by_id(ctx, schema, existing_ids)
-        excluded = data.filter(pa.array(conflict)).append_column(DUCK_ROWID, pa.array(existing_ids))
-        values = ctx.run_query(spec.rows, {schema.name: old.append_column(DUCK_ROWID, pa.array(existing_ids)),
-                                           EXCLUDED: excluded})
-        replaced = values.column(values.num_columns - 1).to_numpy()
-        which = pc.index_in(pa.array(replaced), value_set=pa.array(existing_ids)).to_numpy()
-        updated = new_versions(ctx, schema, old.take(pa.array(which)), values, spec.set_columns, spec.defaults)
-        updated_at = proposed_at[which]
+        excluded = data.filter(pa.array(conflict))
+        if spec.direct is not None:  # SET col = EXCLUDED.col, ... (no WHERE): no DuckDB
+            replaced = existing_ids
+            values = direct_values(ctx, schema, spec.direct, len(existing_ids), excluded)
+            updated = new_versions(ctx, schema, old, values, spec.set_columns, spec.defaults)
+            updated_at = proposed_at
+        else:
+            values = ctx.run_query(spec.rows, {
+                schema.name: old.append_column(DUCK_ROWID, pa.array(existing_ids)),
+                EXCLUDED: excluded.append_column(DUCK_ROWID, pa.array(existing_ids))})
+            replaced = values.column(values.num_columns - 1).to_numpy()
+            which = pc.index_in(pa.array(replaced), value_set=pa.array(existing_ids)).to_numpy()
+            updated = new_versions(ctx, schema, old.take(pa.array(which)), values, spec.set_columns, spec.defaults)
+            updated_at = proposed_at[which]
     rows = concat([updated, fresh]) if updated.num_rows else fresh
     replace_rows(ctx, schema, replaced, rows)
     returned = None

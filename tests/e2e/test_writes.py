@@ -262,3 +262,30 @@ def test_asyncpg_update_and_upsert(server, table_name):
     status, got = asyncio.run(main())
     assert status == "UPDATE 1"
     assert [tuple(r) for r in got] == [(1, "x"), (2, "x")]
+
+
+def test_rows_named_by_key(server, docs):
+    """WHERE pk = c / IN / = ANY goes through the key index; the answers are the scan's."""
+    with psycopg.connect(server.dsn, autocommit=True) as c:
+        assert c.execute(f"UPDATE {docs} SET n = %s, tag = 'k' WHERE id = %s", [1, 2]).rowcount == 1
+        assert c.execute(f"UPDATE {docs} SET n = 2 WHERE id = 1.5").rowcount == 0
+        assert c.execute(f"UPDATE {docs} SET n = 2 WHERE id = 99999999999").rowcount == 0
+        assert c.execute(f"UPDATE {docs} SET n = 3 WHERE id IN (1, 3, 99)").rowcount == 2
+        assert c.execute(f"UPDATE {docs} AS d SET n = d.n + 1 WHERE d.id = ANY(%s)", [[2, 3, 3]]).rowcount == 2
+        assert [r[:3] for r in rows(c, docs)] == [(1, 3, "a"), (2, 2, "k"), (3, 4, None)]
+        assert c.execute(f"DELETE FROM {docs} AS d WHERE d.id = %s RETURNING id, n", [3]).fetchall() == [(3, 4)]
+        assert c.execute(f"DELETE FROM {docs} WHERE id = ANY(%s)", [[]]).rowcount == 0
+        c.execute(f"INSERT INTO {docs} (id, n, tag) VALUES (2, %s, 'p'), (5, 50, 'q') ON CONFLICT (id) "
+                  "DO UPDATE SET tag = EXCLUDED.tag, n = %s, e = EXCLUDED.e", [20, 21])
+        assert [r[:3] + r[5:] for r in rows(c, docs)] == [(1, 3, "a", "[1,0,0]"), (2, 21, "p", None),
+                                                          (5, 50, "q", None)]
+    with psycopg.connect(server.dsn) as c:  # the transaction's own rows, by key
+        c.execute(f"INSERT INTO {docs} (id, n) VALUES (8, 1)")
+        c.execute(f"UPDATE {docs} SET n = 2 WHERE id = 8")
+        c.execute(f"UPDATE {docs} SET n = n + 1 WHERE id = 8")
+        c.execute(f"UPDATE {docs} SET n = 9 WHERE id = 1")
+        c.execute(f"UPDATE {docs} SET n = 10 WHERE id = 1")
+        assert c.execute(f"SELECT id, n FROM {docs} WHERE id IN (1, 8) ORDER BY id").fetchall() == [(1, 10), (8, 3)]
+        c.execute(f"DELETE FROM {docs} WHERE id = 8")
+        assert c.execute(f"SELECT count(*) FROM {docs}").fetchone() == (3,)
+        c.commit()
