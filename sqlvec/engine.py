@@ -397,7 +397,9 @@ class Session:
                          extended=not (then_sync and self.txn is None and not self.failed))
 
     def bind_many(self, statement: PreparedStatement, params: Sequence[Sequence[Any]]) -> list[str] | None:
-        """A pipelined executemany of a one-row INSERT ... VALUES: one insert of all the rows.
+        """A pipelined executemany of a one-row INSERT ... VALUES: one insert of all the rows. An upsert
+        whose SET takes EXCLUDED values, parameters or literals (no WHERE) is one upsert of all the rows when
+        their keys differ (each statement then changes its own row, so together they do the same).
 
         Declines (None, nothing changed) for anything else or on any error, so that wire runs the
         messages one at a time and the error is reported where PostgreSQL reports it."""
@@ -412,7 +414,7 @@ class Session:
             return None
         if not (isinstance(plan, Insert) and plan.rows is not None and len(plan.rows) == 1
                 and plan.returning is None and not plan.on_conflict_do_nothing
-                and plan.on_conflict_update is None):
+                and (plan.on_conflict_update is None or plan.on_conflict_update.direct is not None)):
             return None
         started = self.txn is None
         self.begin_implicit()

@@ -116,6 +116,9 @@ def test_upsert_many_times_keeps_one_row_and_an_exact_count(conn, table_name):
         conn.execute(sql, [i % 3, i])
     with conn.cursor() as cur:
         cur.executemany(sql, [(k, 100 + k) for k in range(5)])
+        cur.executemany(sql, [(9, 1), (3, 5), (9, 2)])  # a key twice: as if one statement after another
+        cur.executemany(f"DELETE FROM {table_name} WHERE id = %s", [(9,), (3,)])
+        cur.executemany(sql, [(3, 103)])
     assert conn.execute(f"SELECT id, v FROM {table_name} ORDER BY id").fetchall() == [(k, 100 + k) for k in range(5)]
     assert conn.execute(f"SELECT count(*) FROM {table_name}").fetchone() == (5,)
 
