@@ -414,7 +414,8 @@ class Session:
             return None
         if not (isinstance(plan, Insert) and plan.rows is not None and len(plan.rows) == 1
                 and plan.returning is None and not plan.on_conflict_do_nothing
-                and (plan.on_conflict_update is None or plan.on_conflict_update.direct is not None)):
+                and (plan.on_conflict_update is None or (plan.on_conflict_update.direct is not None and all(
+                    not isinstance(e, exp.Parameter) for _, e in plan.on_conflict_update.direct)))):
             return None
         started = self.txn is None
         self.begin_implicit()

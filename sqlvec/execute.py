@@ -151,8 +151,8 @@ def insert_param_sets(plan: Insert, ctx: StatementContext, param_sets: Sequence[
     schema = ctx.schema(plan.table)
     arrays, defaults, n = _constant_rows(plan, schema, param_sets)
     data = build_rows(ctx, schema, plan.columns, arrays, n, defaults)
-    if plan.on_conflict_update is not None:  # a key proposed twice raises 21000: the caller goes one by one
-        modify.upsert(plan, ctx, schema, data)
+    if plan.on_conflict_update is not None:
+        modify.upsert(plan, ctx, schema, modify.merge_repeated_keys(plan, schema, data))
         return data.num_rows
     write_rows(ctx, schema, data)
     return data.num_rows

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from sqlglot import exp
 
 from planner.plan import Insert, KeyLookup, Truncate, Update, Upsert
-from planner.planner import EXCLUDED
+from planner.planner import EXCLUDED, identifier_name
 from sqlvec import coerce
 from sqlvec.statement import DUCK_ROWID, Result, StatementContext, concat, constant_value
 from sqlvec.transaction import ROWID
@@ -296,6 +296,36 @@ def upsert(plan: Insert, ctx: StatementContext, schema: TableSchema, data: pa.Ta
         order = np.argsort(np.concatenate([updated_at, np.flatnonzero(~conflict)]), kind="stable")
         returned = _returned(ctx, plan, schema, rows.take(pa.array(order)))
     return _result(plan, returned, f"INSERT 0 {rows.num_rows}")
+
+
+def merge_repeated_keys(plan: Insert, schema: TableSchema, data: pa.Table) -> pa.Table:
+    """Rows for one upsert that does what the single-row upserts of ``data`` do one after another, when
+    their SET only copies EXCLUDED columns or literals: a key's first row (inserted, or updating the
+    stored row) with the assigned columns of its last row, which overwrites what the earlier ones set."""
+    from sqlvec.execute import key_strings
+
+    spec = plan.on_conflict_update
+    assert spec is not None and spec.direct is not None
+    if not all(isinstance(e, exp.Column) for _, e in spec.direct):
+        return data  # SET col = literal on a key inserted by this batch: one by one (21000 fallback)
+    keys = key_strings(data, schema.primary_key)
+    codes = pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False)
+    _, first = np.unique(codes, return_index=True)
+    if len(first) == data.num_rows:
+        return data
+    _, last_rev = np.unique(codes[::-1], return_index=True)
+    last = data.num_rows - 1 - last_rev  # np.unique orders both by code
+    base = data.take(pa.array(first))
+    later = data.take(pa.array(last))
+    cols = {}
+    for name in data.column_names:
+        src = next((e for c, e in spec.direct if c == name), None)
+        if src is not None:  # SET name = EXCLUDED.other: the last row's value of "other"
+            cols[name] = later.column(identifier_name(src.this))
+        else:
+            cols[name] = base.column(name)
+    order = np.argsort(first)
+    return pa.table(cols, schema=data.schema).take(pa.array(order))
 
 
 def drop_conflicts(ctx: StatementContext, schema: TableSchema, data: pa.Table) -> pa.Table:

@@ -123,6 +123,27 @@ def test_upsert_many_times_keeps_one_row_and_an_exact_count(conn, table_name):
     assert conn.execute(f"SELECT count(*) FROM {table_name}").fetchone() == (5,)
 
 
+def test_batched_upsert_with_repeated_keys_equals_one_statement_after_another(conn, table_name):
+    conn.execute(f"CREATE TABLE {table_name} (id int PRIMARY KEY, a int, b text, c int)")
+    conn.execute(f"INSERT INTO {table_name} VALUES (1, 1, 'stored', 1), (2, 2, 'stored', 2)")
+    conn.commit()
+    batch = [(1, 10, "x", 10), (5, 50, "first", 50), (1, 11, "y", 11), (5, 51, "second", 51),
+             (6, 60, "only", 60), (1, 12, "z", 12), (5, 52, "third", 52)]
+    expect = {1: (1, "stored", 1), 2: (2, "stored", 2)}
+    for k, a, b, c in batch:  # SET a, b from EXCLUDED; c keeps what the row had
+        expect[k] = (a, b, expect[k][2]) if k in expect else (a, b, c)
+    sql = (f"INSERT INTO {table_name} VALUES (%s, %s, %s, %s) "
+           "ON CONFLICT (id) DO UPDATE SET a = EXCLUDED.a, b = EXCLUDED.b")
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(sql, batch)
+        literal = f"INSERT INTO {table_name} VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET c = 7"
+        cur.executemany(literal, [(8, 80, "new", 80), (8, 81, "again", 81)])
+    expect[8] = (80, "new", 7)
+    got = conn.execute(f"SELECT id, a, b, c FROM {table_name} ORDER BY id").fetchall()
+    assert got == [(k, *v) for k, v in sorted(expect.items())]
+    assert conn.execute(f"SELECT count(*) FROM {table_name}").fetchone() == (len(expect),)
+
+
 def test_upsert_and_do_nothing_see_the_transactions_own_rows(server, table_name):
     with psycopg.connect(server.dsn) as c:
         c.execute(f"CREATE TABLE {table_name} (id int PRIMARY KEY, v int)")
