@@ -17,6 +17,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
 
+from planner import copy
 from planner.dialect import SqlVec
 from planner.errors import SqlError
 
@@ -172,11 +173,14 @@ def parse(sql: str) -> list[Statement]:
         if fast is not None:
             statements.append(Statement(text, offset, ast=fast))
             continue
+        cut = copy.split(piece) if piece[0].token_type == TokenType.COPY else None
         try:
-            parsed = _DIALECT.parser().parse(piece, sql)
+            parsed = _DIALECT.parser().parse(piece if cut is None else piece[:cut + 1], sql)
         except ParseError as e:
             raise _syntax_error(sql, 0, e) from None
         ast = parsed[0] if parsed else None
+        if cut is not None and isinstance(ast, exp.Copy):  # the options: planner.copy reads both spellings
+            ast.meta["copy_options"] = copy.read_options(piece[cut + 1:])
         if ast is None or isinstance(ast, exp.Command) or _misparsed(ast, text):
             first = text.split(None, 1)[0]
             raise SqlError("42601", f'syntax error at or near "{first}"', position=offset + 1)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
+from planner.copy import CopyOptions
 from planner.parse import Utility
 from storage.types import ColumnType, TableSchema
 
@@ -218,11 +219,19 @@ class DropIndex(Plan):
 
 @dataclass
 class CopyFrom(Plan):
+    """COPY table [(columns)] FROM STDIN: the client's data, decoded by ``options.format``."""
+
     table: str
     columns: list[str]
-    format: str  # 'text' for now
-    delimiter: str
-    null: str
+    options: CopyOptions
+
+
+@dataclass
+class CopyTo(Plan):
+    """COPY table [(columns)] | (query) TO STDOUT: ``query``'s rows, encoded by ``options.format``."""
+
+    query: Plan
+    options: CopyOptions
 
 
 @dataclass

@@ -16,10 +16,12 @@ from sqlglot import exp
 from planner import arrays, index_options
 from planner import params as P
 from planner import parse as parse_module
+from planner.copy import copy_options
 from planner.errors import SqlError, feature_not_supported, undefined_column
 from planner.parse import Statement
 from planner.plan import (
     CopyFrom,
+    CopyTo,
     CreateIndex,
     CreateTable,
     Delete,
@@ -797,29 +799,46 @@ def _plan_create_index(statement: Statement, ast: exp.Create, catalog: Catalog) 
 def _plan_copy(statement: Statement, catalog: Catalog, known: dict[int, int]) -> Plan:
     ast = statement.ast
     assert isinstance(ast, exp.Copy)
-    if not ast.args.get("kind"):
-        raise feature_not_supported("COPY ... TO")
+    is_from = bool(ast.args.get("kind"))
     files = ast.args.get("files") or []
-    if len(files) != 1 or files[0].name.upper() != "STDIN":
-        raise SqlError("42501", "COPY from a file is not allowed; use COPY ... FROM STDIN (psql: \\copy)")
-    schema = _target(statement, ast.this, catalog)
-    if isinstance(ast.this, exp.Schema):
-        columns = [identifier_name(i) for i in ast.this.expressions]
+    if len(files) != 1 or files[0].name.upper() != ("STDIN" if is_from else "STDOUT"):
+        where, stream = ("from", "FROM STDIN") if is_from else ("to", "TO STDOUT")
+        raise SqlError("42501", f"COPY {where} a file is not allowed; use COPY ... {stream} (psql: \\copy)")
+    pairs = ast.meta.get("copy_options")
+    if pairs is None:  # parsed without planner.parse's cut (cannot happen for COPY ... STDIN/STDOUT)
+        raise feature_not_supported("this form of COPY")
+    options = copy_options(pairs, is_from=is_from)
+    target = ast.this
+    if isinstance(target, exp.Subquery):
+        if is_from:
+            raise SqlError("42601", 'syntax error at or near "("')
+        query = target.this
+        if not isinstance(query, (exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Values)):
+            raise feature_not_supported("COPY (statement) TO other than a query")
+        return CopyTo(plan(Statement(statement.text, statement.offset, ast=query.copy()), catalog), options)
+    schema = _target(statement, target, catalog)
+    if isinstance(target, exp.Schema):
+        columns = [identifier_name(i) for i in target.expressions]
     else:
         columns = [c.name for c in schema.columns]
     for c in columns:
         if schema.column(c) is None:
             raise SqlError("42703", f'column "{c}" of relation "{schema.name}" does not exist')
-    options = {}
-    for p in ast.args.get("params") or []:
-        key = p.this.name.lower()
-        value = p.expression.name if p.expression is not None else "true"
-        options[key] = value
-    fmt = options.get("format", "text").lower()
-    if fmt != "text":
-        raise feature_not_supported(f"COPY FORMAT {fmt}")
-    delimiter = options.get("delimiter", "\t")
-    return CopyFrom(schema.name, columns, fmt, delimiter, options.get("null", "\\N"))
+    if len(set(columns)) != len(columns):
+        dup = next(c for c in columns if columns.count(c) > 1)
+        raise SqlError("42701", f'column "{dup}" specified more than once')
+    for option in ("force_quote", "force_not_null", "force_null"):
+        named = getattr(options, option)
+        for c in named if named != "*" else ():
+            if schema.column(c) is None:
+                raise SqlError("42703", f'column "{c}" of relation "{schema.name}" does not exist')
+            if c not in columns:
+                raise SqlError("42P10", f'{option.upper()} column "{c}" not referenced by COPY')
+    if is_from:
+        return CopyFrom(schema.name, columns, options)
+    select = exp.Select(expressions=[exp.column(c, quoted=True) for c in columns]).from_(
+        exp.Table(this=exp.to_identifier(schema.name, quoted=True)))
+    return CopyTo(plan(Statement(statement.text, statement.offset, ast=select), catalog), options)
 
 
 def _plan_transaction(statement: Statement, catalog: Catalog, known: dict[int, int]) -> Plan:

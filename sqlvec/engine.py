@@ -26,7 +26,7 @@ from planner import arrays
 from planner import parse as parser
 from planner.dialect import DUCKDB_MACROS
 from planner.errors import SqlError
-from planner.plan import CopyFrom, Plan, UtilityPlan, VectorRange, VectorTopK
+from planner.plan import CopyFrom, CopyTo, Plan, UtilityPlan, VectorRange, VectorTopK
 from planner.planner import plan as make_plan
 from sqlvec import execute as X
 from sqlvec import modify
@@ -45,7 +45,7 @@ from storage import (
     Store,
     TableExistsError,
 )
-from wire.session import ColumnDesc, PgError, StartupInfo, StatementDesc
+from wire.session import ColumnDesc, CopyOut, PgError, StartupInfo, StatementDesc
 
 log = logging.getLogger("sqlvec.engine")
 
@@ -197,12 +197,14 @@ class Execution:
         self._tag = ""
         self.copy_in: CopySink | None = None
         self.copy_in_columns = 0
+        self.copy_in_binary = False
+        self.copy_out: CopyOut | None = None
         self._closed = False
         if statement is not None:
             self._prepare_copy()
 
     def _prepare_copy(self) -> None:
-        """COPY FROM STDIN must be known before the first fetch, so wire can start the sub-protocol."""
+        """COPY must be known before the first fetch, so wire can start the sub-protocol."""
         st = self.statement
         if st is not None and st.ast is not None and isinstance(st.ast, exp.Copy):
             plan = self.session.guarded(lambda: self.session.plan_for(st, self.client_oids))
@@ -210,6 +212,11 @@ class Execution:
                 self._plan = plan
                 self.copy_in = CopySink(self, plan)
                 self.copy_in_columns = len(plan.columns)
+                self.copy_in_binary = plan.options.format == "binary"
+            elif isinstance(plan, CopyTo):
+                o = plan.options
+                self.copy_out = CopyOut(o.format, o.delimiter, o.null, bool(o.header), o.quote, o.escape,
+                                        o.force_quote)
 
     # -- running --------------------------------------------------------------------------------
 

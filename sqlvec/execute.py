@@ -21,6 +21,7 @@ from planner import arrays as array_sql
 from planner.dialect import SqlVec
 from planner.plan import (
     CopyFrom,
+    CopyTo,
     CountStar,
     CreateIndex,
     CreateTable,
@@ -47,6 +48,8 @@ from storage import DropTable as DropOp
 from storage import Insert as InsertOp
 from storage.segment_index import index_params
 from storage.types import IndexSchema, TableSchema
+from wire.copy_binary import decode_copy_binary
+from wire.copy_csv import check_header, decode_copy_csv
 from wire.copy_text import decode_copy_text
 from wire.session import PgError
 
@@ -386,7 +389,15 @@ def explain(plan: Plan, ctx: StatementContext) -> list[str]:
     return [type(plan).__name__]
 
 
+def run_copy_to(plan: CopyTo, ctx: StatementContext) -> Result:
+    """COPY ... TO STDOUT: the query's rows, tagged ``COPY n``; wire encodes them in the COPY format."""
+    result = execute(plan.query, ctx)
+    n = result.rows.num_rows if result.rows is not None else 0
+    return Result(result.rows, f"COPY {n}", result.names, result.column_types)
+
+
 EXECUTORS: dict[type, Callable[[Any, StatementContext], Result]] = {
+    CopyTo: run_copy_to,
     Query: run_query,
     CountStar: run_count,
     VectorTopK: run_vector_topk,
@@ -407,13 +418,38 @@ def execute(plan: Plan, ctx: StatementContext) -> Result:
 
 
 def copy_rows(plan: CopyFrom, ctx: StatementContext, data: bytes) -> int:
-    """COPY ... FROM STDIN text data -> rows inserted."""
+    """COPY ... FROM STDIN data (text, CSV or binary) -> rows inserted. An error's CONTEXT names
+    the table and the line, as PostgreSQL's does: ``COPY t, line 3, column id: "x"``."""
+    try:
+        return _copy_rows(plan, ctx, data)
+    except PgError as err:
+        if err.where is not None and err.where.startswith("COPY line "):
+            err.where = f"COPY {plan.table}, line {err.where[len('COPY line '):]}"
+        raise
+
+
+def _copy_rows(plan: CopyFrom, ctx: StatementContext, data: bytes) -> int:
     schema = ctx.schema(plan.table)
     cols = [schema.column(c) for c in plan.columns]
+    names = [c.name for c in cols]  # type: ignore[union-attr]
+    oids = [c.type.oid for c in cols]  # type: ignore[union-attr]
     # array columns arrive as their text ('{1,2}'), split and converted by build_rows' coercion
-    table = decode_copy_text(data, [c.name for c in cols], [c.type.oid for c in cols],  # type: ignore[union-attr]
-                             [pa.string() if c.type.is_array else c.type.arrow() for c in cols],  # type: ignore[union-attr]
-                             delimiter=plan.delimiter, null=plan.null)
+    types = [pa.string() if c.type.is_array else c.type.arrow() for c in cols]  # type: ignore[union-attr]
+    o = plan.options
+    if o.format == "csv":
+        table = decode_copy_csv(data, names, oids, types, delimiter=o.delimiter, null=o.null, header=o.header,
+                                quote=o.quote, escape=o.escape, force_not_null=o.force_not_null,
+                                force_null=o.force_null)
+    elif o.format == "binary":
+        table = decode_copy_binary(data, names, oids, types)
+    else:
+        if o.header:
+            cut = data.find(b"\n") + 1 if b"\n" in data else len(data)
+            if o.header == "match":
+                check_header(data[:cut].decode("utf-8", "replace").rstrip("\r\n").split(o.delimiter), names)
+            data = data[cut:]
+        table = decode_copy_text(data, names, oids, types, delimiter=o.delimiter, null=o.null,
+                                 first_line=2 if o.header else 1)
     arrays = {c: table.column(i) for i, c in enumerate(plan.columns)}
     rows = build_rows(ctx, schema, plan.columns, arrays, table.num_rows)
     if rows.num_rows:

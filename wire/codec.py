@@ -622,13 +622,14 @@ def _error_fields(err: PgError, severity: str | None) -> bytes:
         (b"D", err.detail),
         (b"H", err.hint),
         (b"P", str(err.position) if err.position is not None else None),
+        (b"W", err.where),
         (b"R", err.routine),
     ]
     return b"".join(code + _cstr(value) for code, value in fields if value is not None) + b"\x00"
 
 
 def encode_error_response(err: PgError, *, severity: str | None = None) -> bytes:
-    """ErrorResponse with fields S, V, C, M and, when set, D, H, P, R."""
+    """ErrorResponse with fields S, V, C, M and, when set, D, H, P, W, R."""
     return _message(b"E", _error_fields(err, severity))
 
 
@@ -663,3 +664,15 @@ def encode_parameter_description(oids: Sequence[int]) -> bytes:
 def encode_copy_in_response(columns: int, *, binary: bool = False) -> bytes:
     fmt = 1 if binary else 0
     return _message(b"G", bytes([fmt]) + _INT16.pack(columns) + _INT16.pack(fmt) * columns)
+
+
+def encode_copy_out_response(columns: int, *, binary: bool = False) -> bytes:
+    fmt = 1 if binary else 0
+    return _message(b"H", bytes([fmt]) + _INT16.pack(columns) + _INT16.pack(fmt) * columns)
+
+
+def encode_copy_data(payload: bytes) -> bytes:
+    return _message(b"d", payload)
+
+
+COPY_DONE = _message(b"c")

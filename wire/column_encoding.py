@@ -841,8 +841,12 @@ def _length_field(lengths: np.ndarray) -> _Fixed:
     return _Fixed(lengths.astype(">i4").view(np.uint8).reshape(-1, 4), None)
 
 
-def encode_data_rows(batch: pa.RecordBatch, columns: Sequence[ColumnDesc], formats: Sequence[int]) -> bytes:
-    """Every row of ``batch`` as consecutive DataRow messages, built column-at-a-time.
+def encode_data_rows(batch: pa.RecordBatch, columns: Sequence[ColumnDesc], formats: Sequence[int], *,
+                     messages: bool = True, type_byte: bytes = b"D") -> bytes:
+    """Every row of ``batch`` as consecutive DataRow messages, built column-at-a-time. With
+    ``messages=False``, the rows without the message header (type byte and length): the tuples
+    of COPY's binary format, which are DataRow bodies (``type_byte=b"d"``: the same rows as
+    CopyData messages, one per row).
 
     Each column is encoded once; per-row lengths give each message's size; fixed-width pieces
     (the 'D' header, length fields, binary ints...) are numpy matrices concatenated side by side,
@@ -878,10 +882,13 @@ def encode_data_rows(batch: pa.RecordBatch, columns: Sequence[ColumnDesc], forma
         parts.append(_length_field(np.where(valid, lengths, -1) if valid is not None else lengths))
         parts.append(data)
         row_length += lengths
-    header = np.empty((n, 7), np.uint8)
-    header[:, 0] = ord("D")
-    header[:, 1:5] = row_length.astype(">i4").view(np.uint8).reshape(n, 4)
-    header[:, 5:7] = np.frombuffer(k.to_bytes(2, "big"), np.uint8)
+    if messages:
+        header = np.empty((n, 7), np.uint8)
+        header[:, 0] = type_byte[0]
+        header[:, 1:5] = row_length.astype(">i4").view(np.uint8).reshape(n, 4)
+    else:
+        header = np.empty((n, 2), np.uint8)
+    header[:, -2:] = np.frombuffer(k.to_bytes(2, "big"), np.uint8)
     merged: list[_Fixed | pa.Array] = [_Fixed(header, None)]
     for part in parts:
         last = merged[-1]

@@ -53,14 +53,24 @@ class _Row(Exception):
         self.error = error
 
 
+def _printable(value: str) -> str:
+    """PostgreSQL's limit_printout_length: at most 100 bytes of the value (whole characters), then
+    "..." when it was longer."""
+    raw = value.encode()
+    if len(raw) <= 100:
+        return value
+    return raw[:100].decode("utf-8", "ignore") + "..."
+
+
 def _context(err: PgError, line: int, column: str | None, value: str | None) -> PgError:
+    """``err`` with its CONTEXT, "COPY line N, column c: "value"" (the executor names the table:
+    PostgreSQL's "COPY t, line N, ...")."""
     where = f"COPY line {line}"
     if column is not None:
         where += f", column {column}"
     if value is not None:
-        where += f': "{value[:100]}"'
-    detail = f"{err.detail} {where}" if err.detail else where
-    return PgError(err.sqlstate, err.message, detail=detail, hint=err.hint)
+        where += f': "{_printable(value)}"'
+    return PgError(err.sqlstate, err.message, detail=err.detail, hint=err.hint, where=where)
 
 
 def _strip_end_marker(data: bytes) -> bytes:
@@ -198,17 +208,26 @@ def decode_copy_text(
     pieces = pa.Array.from_buffers(_LB, 2 * field_end.size, [None, pa.py_buffer(offsets), pa.py_buffer(buf)])
     field_index = 2 * np.arange(n_lines * k, dtype=np.int64).reshape(n_lines, k)
 
+    fields = [pieces.take(pa.array(field_index[:, c])) for c in range(k)]
+    return convert_fields(fields, [is_null[:, c] for c in range(k)], names, oids, arrow_types,
+                          lambda row: first_line + row)
+
+
+def convert_fields(fields: list[pa.Array], nulls: list[np.ndarray], names: list[str], oids: list[int],
+                   arrow_types: list[pa.DataType], line_of_row: Callable[[int], int]) -> pa.Table:
+    """Each column's unescaped field bytes (large_binary, one per row; ``nulls`` marks NULL rows) ->
+    the table of ``arrow_types``, read with the text input rules of each column's type (``oids``).
+    A bad value raises PgError with ``COPY line N, column c: "value"``, N = ``line_of_row(row)``.
+    The CSV decoder shares this: only the splitting into fields differs between the formats."""
     columns = []
-    for c in range(k):
-        raw = pieces.take(pa.array(field_index[:, c]))
-        nulls = is_null[:, c]
-        mask = pa.array(nulls) if nulls.any() else None
+    for c, raw in enumerate(fields):
+        mask = pa.array(nulls[c]) if nulls[c].any() else None
         try:
-            columns.append(_convert(raw, mask, nulls, oids[c], arrow_types[c]))
+            columns.append(_convert(raw, mask, nulls[c], oids[c], arrow_types[c]))
         except _Row as failure:
             value = raw[failure.row].as_py()
             text = value.decode("utf-8", "replace") if isinstance(value, bytes) else None
-            raise _context(failure.error, first_line + failure.row, names[c], text) from None
+            raise _context(failure.error, line_of_row(failure.row), names[c], text) from None
     return pa.Table.from_arrays(columns, schema=pa.schema([pa.field(n, t) for n, t in zip(names, arrow_types)]))
 
 
@@ -233,7 +252,7 @@ def _to_text(raw: pa.Array, nulls: np.ndarray) -> pa.Array:
                     "22021", f'invalid byte sequence for encoding "UTF8": 0x{value[exc.start:exc.start + 1].hex()}'
                 )) from None
         raise
-    has_nul = pc.match_substring(text, "\x00").to_numpy(zero_copy_only=False) & ~nulls
+    has_nul = pc.match_substring(text, "\x00").fill_null(False).to_numpy(zero_copy_only=False) & ~nulls
     if has_nul.any():
         raise _Row(_first(has_nul), PgError("22021", 'invalid byte sequence for encoding "UTF8": 0x00'))
     if nulls.any():

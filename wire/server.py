@@ -37,7 +37,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from wire import codec
+from wire import codec, copy_out
 from wire.auth import MECHANISM, ScramExchange, ScramVerifier
 from wire.codec import (
     AuthenticationResponse,
@@ -68,6 +68,7 @@ from wire.pgtypes import decode_param, type_size
 from wire.session import (
     ColumnDesc,
     CopyInSink,
+    CopyOut,
     Execution,
     PgError,
     PreparedStatement,
@@ -97,6 +98,7 @@ DEFAULT_BATCH_BYTES = 8 << 20  # fewer rows per fetch when rows are wide (text v
 _READ_SIZE = 256 << 10
 _FLUSH_BYTES = 256 << 10
 _COPY_FEED_BYTES = 1 << 20
+_COPY_OUT_BATCH_ROWS = 65_536  # rows per CopyData message of COPY TO STDOUT
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -147,6 +149,7 @@ class _Shape:
     columns: list[ColumnDesc] | None
     copy_in: CopyInSink | None
     copy_in_columns: int
+    copy_in_binary: bool = False
     # A statement without rows is finished in the Bind's worker call, saving Execute a thread hop;
     # an error from running it is kept and reported at Execute, where PostgreSQL reports it.
     prefetched: _Fetched | None = None
@@ -703,7 +706,7 @@ class Connection:
     async def _copy_in(self, shape: _Shape) -> None:
         sink = shape.copy_in
         assert sink is not None
-        self.send(codec.encode_copy_in_response(shape.copy_in_columns))
+        self.send(codec.encode_copy_in_response(shape.copy_in_columns, binary=shape.copy_in_binary))
         await self.flush()
         self.state = ConnectionState.COPY_IN
         self._copy_sink = sink
@@ -1064,7 +1067,10 @@ _HANDLERS: dict[ConnectionState, dict[type, Callable[[Connection, Any], Awaitabl
 def _fetch(
     session: Session, execution: Execution, want: int, columns: list[ColumnDesc] | None, formats: list[int]
 ) -> _Fetched:
-    if columns is None:
+    copy = getattr(execution, "copy_out", None)
+    if copy is not None:
+        payload, rows = _copy_out(execution, copy)
+    elif columns is None:
         execution.fetch(0)
         payload, rows = b"", 0
     else:
@@ -1079,8 +1085,38 @@ def _fetch(
 
 def _shape(execution: Execution) -> _Shape:
     copy_in = execution.copy_in
+    if copy_in is None and getattr(execution, "copy_out", None) is not None:
+        return _Shape(None, None, 0)  # COPY TO: no RowDescription; _fetch sends the whole COPY
     return _Shape(None if copy_in is not None else execution.columns, copy_in,
-                  execution.copy_in_columns if copy_in is not None else 0)
+                  execution.copy_in_columns if copy_in is not None else 0,
+                  copy_in_binary=copy_in is not None and getattr(execution, "copy_in_binary", False))
+
+
+def _copy_out(execution: Execution, copy: CopyOut) -> tuple[bytes, int]:
+    """COPY ... TO STDOUT, whole: CopyOutResponse, one CopyData message per row (the HEADER line
+    its own; the binary signature in front of the first row, or of the trailer when there is
+    none, as PostgreSQL sends them), CopyDone."""
+    columns = execution.columns or []
+    out = [codec.encode_copy_out_response(len(columns), binary=copy.format == "binary")]
+    head = copy_out.header(columns, copy)
+    if head and copy.format != "binary":
+        out.append(codec.encode_copy_data(head))
+        head = b""
+    rows = 0
+    while True:
+        batch = execution.fetch(_COPY_OUT_BATCH_ROWS)
+        if batch is None or batch.num_rows == 0:
+            break
+        rows += batch.num_rows
+        messages = copy_out.encode_rows(batch, columns, copy)
+        if head:
+            messages, head = copy_out.with_prefix(messages, head), b""
+        out.append(messages)
+    tail = head + copy_out.trailer(copy)
+    if tail:
+        out.append(codec.encode_copy_data(tail))
+    out.append(codec.COPY_DONE)
+    return b"".join(out), rows
 
 
 def _bind_many(bind_many: Callable[..., list[str] | None], prepared: PreparedStatement,

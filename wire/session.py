@@ -32,7 +32,8 @@ class PgError(Exception):
     """An error (or notice) reported to the client as ErrorResponse / NoticeResponse.
 
     ``sqlstate`` is the five-character code (https://www.postgresql.org/docs/16/errcodes-appendix.html);
-    ``position`` is the 1-based character offset into the statement text, when known.
+    ``position`` is the 1-based character offset into the statement text, when known; ``where``
+    is the CONTEXT field (W).
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class PgError(Exception):
         hint: str | None = None,
         position: int | None = None,
         routine: str | None = None,
+        where: str | None = None,
     ) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
@@ -54,6 +56,7 @@ class PgError(Exception):
         self.hint = hint
         self.position = position
         self.routine = routine
+        self.where = where  # CONTEXT: where it happened ("COPY t, line 3, column id: ...")
 
     def __repr__(self) -> str:
         return f"PgError({self.sqlstate!r}, {self.message!r})"
@@ -84,6 +87,19 @@ class StatementDesc:
     columns: list[ColumnDesc] | None
 
 
+@dataclass(frozen=True)
+class CopyOut:
+    """How ``COPY ... TO STDOUT`` writes its rows (wire.copy_out): PostgreSQL's COPY options."""
+
+    format: str = "text"  # text, csv, binary
+    delimiter: str = "\t"
+    null: str = "\\N"
+    header: bool = False
+    quote: str = '"'
+    escape: str = '"'
+    force_quote: tuple[str, ...] | str = ()  # column names, or "*" for all
+
+
 class CopyInSink(Protocol):
     """Receives the data of ``COPY ... FROM STDIN``."""
 
@@ -106,6 +122,8 @@ class Execution(Protocol):
     columns: list[ColumnDesc] | None  # None: no rows (NoData)
     copy_in: CopyInSink | None  # set for COPY FROM STDIN: wire sends CopyInResponse and feeds it
     copy_in_columns: int  # number of columns, for CopyInResponse
+    copy_in_binary: bool  # COPY FROM STDIN (FORMAT binary): CopyInResponse says format 1
+    copy_out: CopyOut | None  # set for COPY TO STDOUT: ``columns`` and ``fetch`` give the rows to copy
 
     def fetch(self, max_rows: int) -> pa.RecordBatch | None:
         """Up to ``max_rows`` more rows (0 = all remaining). None or an empty batch when exhausted.

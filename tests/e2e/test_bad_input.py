@@ -125,3 +125,14 @@ def test_huge_values(conn, items):
         conn.execute("SELECT %s::vector", [big])
     assert e.value.sqlstate == "54000"
     assert conn.execute(f"SELECT count(*) FROM {items}").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("sql", ["COPY {t} FROM '/etc/passwd'", "COPY {t} TO '/tmp/out.txt'",
+                                 "COPY {t} FROM PROGRAM 'cat /etc/passwd'"])
+def test_copy_with_server_files_is_refused(conn, items, sql):
+    """sqlvec reads and writes no files for clients (a PostgreSQL superuser may; sqlvec has no such
+    role): 42501, and psql's \\copy, which streams through STDIN/STDOUT, is the way."""
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+        conn.execute(sql.format(t=items))
+    assert "STDIN" in str(e.value) or "STDOUT" in str(e.value)
+    assert conn.execute(f"SELECT id, e::text FROM {items}").fetchall() == [(1, "[1,2,3]")]

@@ -140,7 +140,7 @@ def test_errors(data: bytes, sqlstate: str, message: str, detail: str | None) ->
     assert exc.value.sqlstate == sqlstate
     assert exc.value.message == message
     if detail is not None:
-        assert detail in (exc.value.detail or "")
+        assert detail in f"{exc.value.detail} {exc.value.where}"
 
 
 @pytest.mark.parametrize(
@@ -158,13 +158,13 @@ def test_value_errors(data: bytes, oid: int, typ: pa.DataType, sqlstate: str) ->
     with pytest.raises(PgError) as exc:
         one(data, oid, typ)
     assert exc.value.sqlstate == sqlstate
-    assert "COPY line 1, column c" in (exc.value.detail or "")
+    assert "COPY line 1, column c" in (exc.value.where or "")
 
 
 def test_line_numbers_count_from_first_line() -> None:
     with pytest.raises(PgError) as exc:
         decode_copy_text(b"1\n2\nx\n", ["c"], [T.INT4], [pa.int32()], first_line=101)
-    assert "COPY line 103" in (exc.value.detail or "")
+    assert "COPY line 103" in (exc.value.where or "")
 
 
 def test_complete_lines_end() -> None:
@@ -190,7 +190,7 @@ def test_chunked_decoder_matches_one_shot() -> None:
     with pytest.raises(PgError) as exc:
         bad.feed(b"3\nx\n")
         bad.finish()
-    assert "COPY line 4" in (exc.value.detail or "")
+    assert "COPY line 4" in (exc.value.where or "")
 
 
 def test_large_copy_is_fast_enough_to_be_vectorised() -> None:

@@ -363,7 +363,7 @@ def test_copy_bad_data_is_reported_at_copy_done(factory: FakeFactory) -> None:
     out = talk(factory, fe.query("copy items from stdin"), fe.copy_data(b"1\tx\t[1,2]\n"), fe.COPY_DONE)
     assert kinds(out) == "GEZ"
     assert out[1].fields["C"] == "22000" and out[1].fields["M"] == "expected 3 dimensions, not 2"
-    assert "COPY line 1" in out[1].fields["D"]
+    assert "COPY line 1" in out[1].fields["W"]
 
 
 def test_unexpected_message_during_copy(factory: FakeFactory) -> None:
