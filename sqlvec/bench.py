@@ -31,6 +31,10 @@ Phases (--phases, comma-separated; default copy..sweep; "all" adds filtered and 
                 short_frac, the fraction of queries returning fewer than min(10, matching) rows (an index
                 that filters after its search, as pgvector's do, can return fewer rows than LIMIT), and plan
                 (EXPLAIN of the first query, compacted)
+  writes        copy and the write phases of sqlvec/bench_writes.py, on a table of their own: copy_binary,
+                upsert_batch (in one transaction, HNSW index present), upsert_autocommit (one statement per
+                commit), count (SELECT count(*) p50 ms, exact or not), updated (recall and QPS after 20% of
+                the rows got new embeddings)
   range         likewise: SELECT id FROM t WHERE embedding <op> $1 < $2, the radius per query halfway between
                 the --range-rows-th (default 50) and the next exact distance; QPS, p50 / p99, recall (found &
                 exact / exact), mean_rows and plan. pgvector has no index range search (a sequential scan);
@@ -70,10 +74,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlvec import bench_ann, bench_data, bench_report
+from sqlvec import bench_ann, bench_data, bench_report, bench_writes
 
 DEFAULT_PHASES = ("copy", "insert_multi", "executemany", "rss", "exact_topk", "index", "sweep")
-PHASES = DEFAULT_PHASES + ("filtered", "range")
+PHASES = DEFAULT_PHASES + ("filtered", "range") + bench_writes.PHASES
+WRITES = ("copy",) + bench_writes.PHASES  # --phases writes
 INDEX_PHASES = {"index", "sweep", "filtered", "range"}  # the phases that build each --indexes spec
 FILTER_CUTS = (1, 10)  # filtered phase: bucket < 1 (1% of the rows), bucket < 10 (10%)
 TABLE = "bench_vectors"
@@ -103,10 +108,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--dataset-queries", default=None, metavar="FILE.npy", help="query vectors for --dataset")
     w = p.add_argument_group("workload")
     w.add_argument("--phases", default=",".join(DEFAULT_PHASES),
-                   help=f"comma-separated subset of {','.join(PHASES)}, or all (default: all but filtered and "
-                        "range)")
+                   help=f"comma-separated subset of {','.join(PHASES)}, or writes (copy and the write phases), "
+                        "or all (default: all but filtered, range and the write phases)")
     w.add_argument("--batch", type=int, default=1000, help="rows per multi-row INSERT")
     w.add_argument("--executemany-rows", type=int, default=20_000, help="rows for the executemany phase")
+    w.add_argument("--upsert-rows", type=int, default=10_000, help="upserts in one transaction (default 10000)")
+    w.add_argument("--autocommit-rows", type=int, default=1000,
+                   help="upserts one autocommit statement each (default 1000)")
     w.add_argument("--indexes", action="append", default=None, metavar="SPEC",
                    help="index specs, whitespace-separated or the option repeated "
                         "(default 'hnsw:m=16,ef_construction=64'; see above)")
@@ -279,6 +287,8 @@ def run(args: argparse.Namespace, work: bench_data.Workload, system: System) -> 
                 _emit({**label, "phase": "rss", "rss_mb": _rss_mb(system.pid)}, results)
             for t in ("bench_multi", "bench_many"):
                 c.execute(f"DROP TABLE IF EXISTS {t}")
+            if phases & set(bench_writes.PHASES):
+                bench_writes.run(args, c, work, label, op, opclass, lambda record: _emit(record, results))
 
             if not phases & ({"exact_topk"} | INDEX_PHASES):
                 return results
@@ -564,6 +574,8 @@ def _parse_args(args: argparse.Namespace) -> None:
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     if "all" in phases:
         phases = list(PHASES)
+    if "writes" in phases:
+        phases = [p for p in phases if p != "writes"] + [p for p in WRITES if p not in phases]
     unknown = [p for p in phases if p not in PHASES]
     if unknown:
         raise SystemExit(f"--phases: unknown {', '.join(unknown)} (known: {', '.join(PHASES)})")
