@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
                    default=int(_env("SQLVEC_GROWING_INDEX_ROWS", "10000") or 10000),
                    help="rows in the growing (unsealed) segment from which vector indexes also index it "
                         "(env SQLVEC_GROWING_INDEX_ROWS)")
+    s.add_argument("--compaction-ratio", type=float,
+                   default=float(_env("SQLVEC_COMPACTION_RATIO", "0.2") or 0.2),
+                   help="fraction of a sealed segment's rows deleted past which background compaction "
+                        "rewrites it (small segments are merged anyway) (env SQLVEC_COMPACTION_RATIO)")
+    s.add_argument("--compaction-interval", type=float,
+                   default=float(_env("SQLVEC_COMPACTION_INTERVAL", "10") or 10),
+                   help="seconds between background compaction passes (also after checkpoints); 0 turns it "
+                        "off, VACUUM still compacts (env SQLVEC_COMPACTION_INTERVAL)")
     s.add_argument("--no-fsync", action="store_true", default=_env("SQLVEC_NO_FSYNC", "") == "1",
                    help="do not fsync the WAL (unsafe: for benchmarks of the rest) (env SQLVEC_NO_FSYNC=1)")
     s.add_argument("--log-level", default=_env("SQLVEC_LOG_LEVEL", "INFO"),
@@ -98,7 +106,8 @@ def serve(args: argparse.Namespace) -> int:
     # segments and from concurrent sessions instead; faiss's OpenMP (index builds) is not limited.
     threadpool_limits(limits=1, user_api="blas")
     store = Store.open(args.data, seal_rows=args.seal_rows, fsync=not args.no_fsync,
-                       growing_index_rows=args.growing_index_rows)
+                       growing_index_rows=args.growing_index_rows, compaction_ratio=args.compaction_ratio,
+                       compaction_interval=args.compaction_interval)
     engine = Engine(store)
 
     async def run() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import threading
 import weakref
 from collections import OrderedDict
@@ -729,10 +730,25 @@ class Session:
         return S.Result(None, "CHECKPOINT")
 
     def _u_maintenance(self, args: dict) -> S.Result:
-        """VACUUM / ANALYZE: nothing to do (sqlvec keeps exact counts and masks deleted rows), accepted so
-        that scripts and tools written for PostgreSQL run unchanged."""
+        """VACUUM [FULL] [table, ...]: persist deletes, seal growing segments and compact (storage/
+        compaction.py) every sealed segment with a deleted row, so their disk space goes back to the
+        system; without tables, every table. ANALYZE: nothing to do (counts are exact), accepted so that
+        scripts and tools written for PostgreSQL run unchanged."""
         command = args["command"].upper()
-        return S.Result(None, "ANALYZE" if command.startswith("ANALY") else "VACUUM")
+        tag = "ANALYZE" if command.startswith("ANALY") else "VACUUM"
+        names = _maintenance_tables(args.get("rest") or "")
+        catalog = self.engine.store.catalog
+        for name in names:
+            if name not in catalog:
+                raise PgError("42P01", f'relation "{name}" does not exist')
+        if tag == "VACUUM":
+            if self.txn is not None and not self.implicit:
+                raise PgError("25001", "VACUUM cannot run inside a transaction block")
+            store = self.engine.store
+            store.checkpoint()
+            for name in names or [None]:
+                store.compact(name, deleted_ratio=0.0)
+        return S.Result(None, tag)
 
     def _u_discard(self, args: dict) -> S.Result:
         return S.Result(None, f"DISCARD {args['what'].upper()}")
@@ -790,4 +806,22 @@ def _split_values(text: str) -> list[str]:
             cur += ch
     out.append(cur)
     return out
+
+
+_MAINTENANCE_WORDS = {"full", "freeze", "verbose", "analyze", "analyse", "skip_locked"}
+
+
+def _maintenance_tables(rest: str) -> list[str]:
+    """The table names of VACUUM / ANALYZE's remaining text: options in parentheses and the FULL /
+    FREEZE / VERBOSE / ANALYZE words skipped, a column list after a name ignored."""
+    text = re.sub(r"^\s*\([^)]*\)", "", rest.strip().rstrip(";"))
+    names = []
+    for item in re.sub(r"\([^)]*\)", "", text).split(","):
+        words = [w for w in item.split() if w.lower() not in _MAINTENANCE_WORDS]
+        if words:
+            name = words[-1]
+            if name.lower().startswith(("public.", "pg_catalog.")):  # sqlvec's one schema, qualified
+                name = name.split(".", 1)[1]
+            names.append(name[1:-1].replace('""', '"') if name.startswith('"') else name.lower())
+    return names
 

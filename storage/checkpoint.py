@@ -39,14 +39,15 @@ log = logging.getLogger(__name__)
 
 
 def checkpoint_table(state: WriterState, name: str, lsn: int, *, seal_rows: int, seal_growing: bool,
-                     fsync: bool) -> None:
+                     fsync: bool, force_manifest: bool = False) -> None:
     """Persist a table's deletes and, with ``seal_growing``, its growing rows as segments of at most
-    ``seal_rows`` rows. Dead growing rows are dropped rather than written."""
+    ``seal_rows`` rows. Dead growing rows are dropped rather than written. ``force_manifest``: write the
+    manifest even if nothing else changed (compaction replaced segments)."""
     table = state.tables[name]
     growing = table.growing
     seal = seal_growing and growing.num_rows > 0
     dirty = [i for i, s in enumerate(table.sealed) if not s.deletes_persisted]
-    if not seal and not dirty:
+    if not seal and not dirty and not force_manifest:
         return
     folder = table_folder(state.root, table.oid)
     if not folder.exists():

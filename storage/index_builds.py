@@ -267,6 +267,31 @@ class IndexService:
             self._idle = False
             self._cond.notify_all()
 
+    def build_now(self, state: TableState, segment: SealedSegment) -> None:
+        """Build every vector index of ``state``'s table over ``segment`` in the calling thread (compaction,
+        before it publishes the segment, so that it is never searched without its index). A failure is
+        recorded as the background builder's are. Nothing is built when builds are disabled."""
+        if not self.enabled:
+            return
+        for index in state.schema.indexes:
+            with self._cond:
+                if (state.oid, index.oid, segment.segno) in self._built or self._is_gone(state.oid, index.oid):
+                    continue
+            self._build(state, index, segment)
+
+    def drop_segments(self, table_oid: int, segnos: Iterable[int]) -> list[Path]:
+        """Forget the indexes of segments that compaction replaced; returns their files, for the caller to
+        remove (loaded ones stay usable by snapshots that hold them: the files are memory-mapped)."""
+        gone = set(segnos)
+        files = []
+        with self._cond:
+            for store in (self._built, self._failed):
+                for key in [k for k in store if k[0] == table_oid and k[2] in gone]:
+                    entry = store.pop(key)
+                    if isinstance(entry, _Built):
+                        files.append(entry.path)
+        return files
+
     def forget(self, tables: Iterable[int], indexes: Iterable[IndexKey]) -> None:
         """Durably dropped tables (OIDs) and indexes: no build of theirs is published from now on, and their
         entries go. The caller removes their files afterwards."""

@@ -41,7 +41,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Self
 
@@ -51,13 +51,16 @@ import pyarrow as pa
 from . import records as records_codec
 from .catalog import load_catalog
 from .checkpoint import checkpoint_table, remove_strays, write_catalog
+from .compaction import CompactionResult, deleted_since, live_rows, plan_groups
 from .durable import fsync_dir
 from .errors import CorruptionError, StorageError
 from .index_builds import IndexService, IndexStatus
 from .manifest import load_manifest
 from .ops import Op
 from .records import CATALOG_RECORDS, CreateIndexRecord, CreateRecord, InsertRecord, Record
+from .segment import SealedSegment, open_sealed, segment_file_name, write_arrow_file
 from .snapshot import Snapshot, Version
+from .table import TableState
 from .types import TableSchema
 from .wal import KIND_COMMIT, WalWriter, recover
 from .writer import Undo, WriterState, table_folder
@@ -86,7 +89,8 @@ class Store:
 
     def __init__(self, root: Path, *, seal_rows: int, fsync: bool, wal_segment_bytes: int,
                  checkpoint_wal_bytes: int, build_indexes: bool = True, growing_index_rows: int = 10_000,
-                 index_build_threads: int = 0, _private: bool = False):
+                 index_build_threads: int = 0, compaction_ratio: float = 0.2,
+                 compaction_interval: float = 0.0, _private: bool = False):
         if not _private:
             raise TypeError("use Store.open(path)")
         if seal_rows < 1:
@@ -99,6 +103,13 @@ class Store:
         self.seal_rows = seal_rows
         self.fsync = fsync
         self.checkpoint_wal_bytes = checkpoint_wal_bytes
+        if not 0.0 <= compaction_ratio <= 1.0:
+            raise StorageError("compaction_ratio must be between 0 and 1")
+        self.compaction_ratio = compaction_ratio
+        self.compaction_interval = compaction_interval  # seconds between background passes; 0: none
+        self._compact_lock = threading.Lock()  # one compaction at a time
+        self._compactor_wake = threading.Event()
+        self._compactor: threading.Thread | None = None
         self._wal_segment_bytes = wal_segment_bytes
         self._writer_lock = threading.Lock()
         self._cond = threading.Condition(threading.Lock())
@@ -107,6 +118,7 @@ class Store:
         self._flushing = False
         self._failed: BaseException | None = None
         self._closed = False
+        self._closing = False
         self._seq_next: dict[tuple[int, str], int] = {}
         self._lock_fd: int | None = None
         self._state = WriterState(root)
@@ -123,7 +135,8 @@ class Store:
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, seal_rows: int = 1_000_000, fsync: bool = True,
              wal_segment_bytes: int = 64 << 20, checkpoint_wal_bytes: int = 256 << 20,
-             build_indexes: bool = True, growing_index_rows: int = 10_000, index_build_threads: int = 0) -> Store:
+             build_indexes: bool = True, growing_index_rows: int = 10_000, index_build_threads: int = 0,
+             compaction_ratio: float = 0.2, compaction_interval: float = 0.0) -> Store:
         """Open (creating if missing) the data directory at ``path`` and recover it.
 
         ``seal_rows``: rows after which a growing segment is sealed. ``fsync=False`` skips every fsync
@@ -133,12 +146,16 @@ class Store:
         ``build_indexes=False`` builds no vector indexes (index files already there are still used).
         ``growing_index_rows``: rows a growing segment needs before it gets a growing vector index.
         ``index_build_threads``: threads one index build uses (0: every core).
+        ``compaction_ratio``: the fraction of deleted rows past which the background compactor rewrites a
+        sealed segment (small segments are merged whatever it is; see compaction.py); it looks every
+        ``compaction_interval`` seconds and after checkpoints (0, the default here: no background
+        compaction; ``compact`` and VACUUM still work; the server turns it on).
         """
         root = Path(path)
         store = cls(root, seal_rows=seal_rows, fsync=fsync, wal_segment_bytes=wal_segment_bytes,
                     checkpoint_wal_bytes=checkpoint_wal_bytes, build_indexes=build_indexes,
                     growing_index_rows=growing_index_rows, index_build_threads=index_build_threads,
-                    _private=True)
+                    compaction_ratio=compaction_ratio, compaction_interval=compaction_interval, _private=True)
         store._lock_dir()
         try:
             store._recover()
@@ -204,10 +221,20 @@ class Store:
             remove_strays(state)
             self._checkpoint_locked(full=False)
             self._indexes.start(self._version)
+        if self.compaction_interval > 0:
+            self._compactor = threading.Thread(target=self._compact_loop, name=f"sqlvec-compactor:{self.root}",
+                                               daemon=True)
+            self._compactor.start()
 
     def close(self) -> None:
         """Stop index builds, flush queued commits and release the directory. Snapshots taken before stay
         readable (their vector indexes included)."""
+        self._closing = True
+        self._compactor_wake.set()
+        if self._compactor is not None and self._compactor is not threading.current_thread():
+            self._compactor.join(60)
+        with self._compact_lock:  # a compaction in another thread (VACUUM) finishes first
+            pass
         self._indexes.stop()
         with self._writer_lock:
             if self._closed:
@@ -483,6 +510,112 @@ class Store:
             self._version = Version(lsn, dict(state.tables))
         if sealed:
             self._indexes.notify()
+        self._compactor_wake.set()  # new small segments or persisted deletes: worth a look
+
+    # --- compaction ----------------------------------------------------------------------------------
+
+    def compact(self, table: str | None = None, *, deleted_ratio: float | None = None) -> list[CompactionResult]:
+        """Rewrite the sealed segments of ``table`` (every table when None) that compaction.plan_groups
+        picks with ``deleted_ratio`` (default: the store's compaction_ratio; 0 rewrites every segment with
+        a deleted row), readers and writers going on meanwhile. Returns what was rewritten."""
+        ratio = self.compaction_ratio if deleted_ratio is None else deleted_ratio
+        done: list[CompactionResult] = []
+        with self._compact_lock:
+            self._check_usable()
+            names = [table] if table is not None else list(self._version.tables)
+            for name in names:
+                while not self._closing:
+                    state = self._version.tables.get(name)
+                    if state is None:
+                        break
+                    groups = plan_groups(state.sealed, self.seal_rows, deleted_ratio=ratio)
+                    if not groups:
+                        break
+                    result = self._compact_group(state, *groups[0])
+                    if result is None:
+                        break  # the table changed under it (dropped, truncated): the next pass sees
+                    done.append(result)
+        return done
+
+    def _compact_group(self, then: TableState, start: int, end: int) -> CompactionResult | None:
+        group = then.sealed[start:end]
+        segnos = tuple(s.segno for s in group)
+        folder = table_folder(self.root, then.oid)
+        with self._writer_lock:
+            self._check_usable()
+            current = self._state.tables.get(then.name)
+            if current is None or current.oid != then.oid:
+                return None
+            segno = current.next_segno
+            self._state.tables[then.name] = replace(current, next_segno=segno + 1)
+        data = live_rows(group)
+        new: SealedSegment | None = None
+        if data.num_rows:
+            file = segment_file_name(segno)
+            write_arrow_file(folder / file, data, fsync=self.fsync)
+            if self.fsync:
+                fsync_dir(folder)
+            new = open_sealed(folder, segno, file, None, data.num_rows)
+            self._indexes.build_now(then, new)
+        with self._writer_lock:
+            self._check_usable()
+            self._wait_durable(self._next_lsn - 1)
+            lsn = self._durable_lsn
+            current = self._state.tables.get(then.name)
+            at = [s.segno for s in current.sealed] if current is not None and current.oid == then.oid else []
+            if segnos[0] not in at or tuple(at[at.index(segnos[0]):at.index(segnos[0]) + len(segnos)]) != segnos:
+                (folder / segment_file_name(segno)).unlink(missing_ok=True)
+                for path in self._indexes.drop_segments(then.oid, [segno]):
+                    path.unlink(missing_ok=True)
+                return None
+            i = at.index(segnos[0])
+            now = current.sealed[i:i + len(segnos)]
+            if new is not None:
+                dead = deleted_since(group, now)
+                if dead.size:
+                    new, _ = new.with_deletes(np.unique(dead))
+            sealed = current.sealed[:i] + ((new,) if new is not None else ()) + current.sealed[i + len(segnos):]
+            self._state.tables[then.name] = replace(current, sealed=sealed, sealed_firsts=np.array(
+                [s.first_rowid for s in sealed], dtype=np.int64))
+            try:
+                checkpoint_table(self._state, then.name, lsn, seal_rows=self.seal_rows, seal_growing=False,
+                                 fsync=self.fsync, force_manifest=True)
+            except BaseException:
+                self._state.tables[then.name] = current  # the manifest still names the old segments
+                raise
+            with self._cond:
+                self._version = Version(lsn, dict(self._state.tables))
+        freed = 0
+        old_files = [folder / name for s in now for name in (s.file, s.delete_file) if name]
+        old_files += self._indexes.drop_segments(then.oid, segnos)
+        for path in old_files:
+            try:
+                freed += path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        if new is not None and self._indexes.enabled:
+            self._indexes.notify()  # an index build_now could not finish is retried in the background
+        log.info('compacted table "%s": segments %s (%d rows) -> %s (%d rows), %d bytes freed', then.name,
+                 list(segnos), sum(s.num_rows for s in group), segno if new is not None else "none",
+                 data.num_rows, freed)
+        return CompactionResult(then.name, segnos, segno if new is not None else None,
+                                sum(s.num_rows for s in group), data.num_rows, freed)
+
+    def _compact_loop(self) -> None:
+        while not self._closing:
+            self._compactor_wake.wait(self.compaction_interval)
+            self._compactor_wake.clear()
+            if self._closing:
+                return
+            try:
+                self.compact()
+            except StorageError:
+                if self._closing or self._closed:
+                    return
+                log.exception("background compaction")
+            except Exception:  # a bug: log it, try again next time
+                log.exception("background compaction")
 
     # --- sequences -----------------------------------------------------------------------------------
 

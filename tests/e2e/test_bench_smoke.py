@@ -138,3 +138,18 @@ def test_qps_at_recall() -> None:
     assert qps_at_recall(curve, 0.995)[0] is None
     qps, how = qps_at_recall(curve, 0.5)
     assert qps == 1000.0 and how.startswith(">=")
+
+
+def test_bench_write_phases(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "sqlvec", "bench", "--rows", "2000", "--dim", "8", "--queries", "20",
+           "--phases", "writes", "--upsert-rows", "300", "--autocommit-rows", "30", "--plot", "none"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    records = {r["phase"]: r for r in (json.loads(line) for line in out.stdout.splitlines() if line.startswith("{"))}
+    assert {"copy", "copy_binary", "upsert_batch", "upsert_autocommit", "count", "updated"} <= set(records)
+    assert records["upsert_batch"]["upserts"] == 300 and records["upsert_autocommit"]["upserts"] == 30
+    assert records["count"]["exact"] is True  # count(*) after 330 upserts of existing keys: still 2000
+    updated = records["updated"]
+    assert updated["updated_rows"] == 400
+    assert 0.0 <= updated["recall_before"] <= 1.0 and 0.0 <= updated["recall_after"] <= 1.0
+    assert "| upsert_batch | rows_per_s |" in out.stdout
