@@ -39,6 +39,7 @@ from planner.plan import (
 from planner.planner import relation_names
 from sqlvec import coerce, modify
 from sqlvec.statement import DUCK_ROWID, Result, StatementContext, constant_value, duckdb_sql
+from sqlvec.transaction import ROWID, Transaction
 from sqlvec.vector_search import explain_search, run_vector_range, run_vector_topk
 from storage import CreateIndex as CreateIndexOp
 from storage import CreateTable as CreateOp
@@ -214,6 +215,18 @@ def _key_repr(schema: TableSchema, t: pa.Table, i: int) -> str:
     return f"({', '.join(schema.primary_key)})=({', '.join(str(v) for v in values)})"
 
 
+def pending_key_index(txn: Transaction, schema: TableSchema) -> dict:
+    """Key string -> temporary row id of every row the transaction inserted into the table and still
+    has; built again from the pending rows after a DELETE of its own rows or a COPY dropped it."""
+    pending = txn.pending_keys.get(schema.name)
+    if pending is None:
+        pending = {}
+        for rows in txn.pending_rows(schema.name):
+            pending.update(zip(key_strings(rows, schema.primary_key).to_pylist(), rows.column(ROWID).to_pylist()))
+        txn.pending_keys[schema.name] = pending
+    return pending
+
+
 def check_keys_in_transaction(ctx: StatementContext, schema: TableSchema, data: pa.Table) -> list:
     """Inside a transaction the key check runs at INSERT, as in PostgreSQL, not only at COMMIT.
 
@@ -229,14 +242,9 @@ def check_keys_in_transaction(ctx: StatementContext, schema: TableSchema, data: 
         i = int(pc.index(keys, value).as_py())
         raise PgError("23505", f'duplicate key value violates unique constraint "{schema.name}_pkey"',
                       detail=f"Key {_key_repr(schema, data, i)} already exists.")
-    pending = txn.pending_keys.get(schema.name)
-    if pending is None:  # after a DELETE of the transaction's own rows: rebuild from what is left
-        pending = set()
-        for rows in txn.pending_rows(schema.name):
-            pending.update(key_strings(rows, schema.primary_key).to_pylist())
-        txn.pending_keys[schema.name] = pending
+    pending = pending_key_index(txn, schema)
     batch_keys = keys.to_pylist()
-    if pending and not pending.isdisjoint(batch_keys):
+    if pending and not pending.keys().isdisjoint(batch_keys):
         i = next(j for j, k in enumerate(batch_keys) if k in pending)
         raise PgError("23505", f'duplicate key value violates unique constraint "{schema.name}_pkey"',
                       detail=f"Key {_key_repr(schema, data, i)} already exists.")
@@ -244,7 +252,7 @@ def check_keys_in_transaction(ctx: StatementContext, schema: TableSchema, data: 
         existing = np.asarray(ctx.engine.store.lookup_row_ids(schema.name, data.select(list(schema.primary_key))))
         live = existing >= 0
         if live.any():
-            live &= ~np.isin(existing, txn.deleted_ids(schema.name))
+            live &= ~txn.is_deleted(schema.name, existing)
         if live.any():
             i = int(np.flatnonzero(live)[0])
             raise PgError("23505", f'duplicate key value violates unique constraint "{schema.name}_pkey"',

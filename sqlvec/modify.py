@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from itertools import repeat
 
 import numpy as np
 import pyarrow as pa
@@ -138,26 +139,24 @@ def key_rows(ctx: StatementContext, schema: TableSchema, keys: KeyLookup) -> pa.
 def conflicting_rows(ctx: StatementContext, schema: TableSchema, data: pa.Table) -> np.ndarray:
     """Per row of ``data``, the row id of the live row with the same primary key (NO_ROW where none):
     a committed row the transaction has not deleted, or a row the transaction inserted."""
-    from sqlvec.execute import key_strings
+    from sqlvec.execute import key_strings, pending_key_index
 
-    out = np.full(data.num_rows, NO_ROW, np.int64)
+    n = data.num_rows
+    out = np.full(n, NO_ROW, np.int64)
     txn = ctx.txn
     if txn is None or not txn.created_here(schema.name):
         ids = np.asarray(ctx.engine.store.lookup_row_ids(schema.name, data.select(list(schema.primary_key))))
         hit = ids >= 0
         if txn is not None and hit.any():
-            hit &= ~np.isin(ids, txn.deleted_ids(schema.name))
+            hit &= ~txn.is_deleted(schema.name, ids)
         out[hit] = ids[hit]
     if txn is not None:
-        mine = None
-        for rows in txn.pending_rows(schema.name):
-            if rows.num_rows == 0:
-                continue
-            if mine is None:
-                mine = key_strings(data, schema.primary_key)
-            idx = pc.index_in(mine, value_set=key_strings(rows, schema.primary_key)).fill_null(-1).to_numpy()
-            hit = idx >= 0
-            out[hit] = rows.column(ROWID).to_numpy()[idx[hit]]
+        pending = pending_key_index(txn, schema)
+        if pending:  # one dict probe per key, in C (map), as the primary-key index's growing part does
+            mine = key_strings(data, schema.primary_key).to_pylist()
+            ids = np.fromiter(map(pending.get, mine, repeat(NO_ROW)), dtype=np.int64, count=n)
+            hit = ids != NO_ROW
+            out[hit] = ids[hit]
     return out
 
 

@@ -64,6 +64,30 @@ class _PendingInsert:
         self._data = None
 
 
+@dataclass
+class _PendingDelete:
+    """Committed rows a transaction deleted from one table, in consecutive statements (chunks of row ids,
+    concatenated once per change)."""
+
+    table: str
+    chunks: list[np.ndarray]
+    _ids: np.ndarray | None = None
+
+    @property
+    def row_ids(self) -> np.ndarray:
+        if self._ids is None:
+            self._ids = np.concatenate(self.chunks) if len(self.chunks) > 1 else self.chunks[0]
+            self.chunks = [self._ids]
+        return self._ids
+
+    def append(self, row_ids: np.ndarray) -> None:
+        self.chunks.append(row_ids)
+        self._ids = None
+
+
+_DDL = (CreateTable, DropTable, CreateIndex, DropIndex)
+
+
 def _concat(tables: list[pa.Table]) -> pa.Table:
     if len(tables) == 1:
         return tables[0]
@@ -73,11 +97,17 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
 
 @dataclass
 class Transaction:
-    ops: list[object] = field(default_factory=list)  # CreateTable | DropTable | _PendingInsert | Delete
+    #: CreateTable | DropTable | CreateIndex | DropIndex | _PendingInsert | _PendingDelete. Between two
+    #: DDL ops a table has at most one _PendingInsert and one _PendingDelete, which later statements
+    #: extend: a transaction of 10,000 upserts is two ops, not 20,000.
+    ops: list[object] = field(default_factory=list)
     next_temp_id: int = -1
     generation: int = 0
-    #: primary keys (as comparable strings) this transaction inserted and has not deleted, per table
-    pending_keys: dict[str, set] = field(default_factory=dict)
+    #: per table, primary key (as a comparable string) -> temporary row id of each row this transaction
+    #: inserted and has not deleted; missing after a delete of its own rows (rebuilt on demand)
+    pending_keys: dict[str, dict] = field(default_factory=dict)
+    #: per table, a flag per committed row id: deleted by this transaction
+    deleted_flags: dict[str, np.ndarray] = field(default_factory=dict)
     #: (table, index) created by CREATE INDEX without CONCURRENTLY: COMMIT returns once they are built
     index_builds: list[tuple[str, str]] = field(default_factory=list)
     #: SAVEPOINTs, oldest first: (name, the transaction's state when it was set)
@@ -88,17 +118,16 @@ class Transaction:
     def save_state(self) -> tuple:
         """What ROLLBACK TO SAVEPOINT returns to. Pending inserts are copied (statements append to
         them); the other ops and the Arrow data are immutable."""
-        ops = [_PendingInsert(op.table, list(op.chunks)) if isinstance(op, _PendingInsert) else op
-               for op in self.ops]
-        return ops, self.next_temp_id, {t: set(k) for t, k in self.pending_keys.items()}, list(self.index_builds)
+        return (_copy_ops(self.ops), self.next_temp_id, {t: dict(k) for t, k in self.pending_keys.items()},
+                list(self.index_builds), {t: f.copy() for t, f in self.deleted_flags.items()})
 
     def restore_state(self, state: tuple) -> None:
-        ops, _, pending_keys, index_builds = state
-        self.ops = [_PendingInsert(op.table, list(op.chunks)) if isinstance(op, _PendingInsert) else op
-                    for op in ops]
+        ops, _, pending_keys, index_builds, deleted_flags = state
+        self.ops = _copy_ops(ops)
         # next_temp_id stays where it is: the temporary ids of rolled-back rows are not handed out again
-        self.pending_keys = {t: set(k) for t, k in pending_keys.items()}
+        self.pending_keys = {t: dict(k) for t, k in pending_keys.items()}
         self.index_builds = list(index_builds)
+        self.deleted_flags = {t: f.copy() for t, f in deleted_flags.items()}
         self.generation += 1
 
     # -- catalog -------------------------------------------------------------------------------
@@ -153,23 +182,43 @@ class Transaction:
     def drop_table(self, name: str) -> None:
         self.ops = [op for op in self.ops if _table_of(op) != name]
         self.ops.append(DropTable(name))
+        self.pending_keys.pop(name, None)
+        self.deleted_flags.pop(name, None)
         self.generation += 1
+
+    def _latest(self, kind: type, table: str) -> object | None:
+        """The op of ``kind`` for ``table`` that a new statement's writes extend: the newest one with no
+        DDL op after it."""
+        for op in reversed(self.ops):
+            if isinstance(op, _DDL):
+                return None
+            if isinstance(op, kind) and op.table == table:  # type: ignore[attr-defined]
+                return op
+        return None
 
     def insert(self, table: str, data: pa.Table, keys: list | None = None) -> None:
         n = data.num_rows
         ids = np.arange(self.next_temp_id, self.next_temp_id - n, -1, dtype=np.int64)
         self.next_temp_id -= n
         chunk = data.append_column(ROWID, pa.array(ids))
-        last = self.ops[-1] if self.ops else None
-        if isinstance(last, _PendingInsert) and last.table == table:
-            last.append(chunk)
+        latest = self._latest(_PendingInsert, table)
+        if isinstance(latest, _PendingInsert):
+            latest.append(chunk)
         else:
             self.ops.append(_PendingInsert(table, [chunk]))
         if keys is not None:
-            self.pending_keys.setdefault(table, set()).update(keys)
-        else:  # keys not given (COPY): the engine rebuilds the set when it next needs it
+            known = self.pending_keys.get(table)
+            if known is None and self._pending_count(table) == n:  # these rows are all there is
+                known = self.pending_keys[table] = {}
+            if known is not None:
+                known.update(zip(keys, ids.tolist()))
+        else:  # keys not given (COPY): the engine rebuilds the index when it next needs it
             self.pending_keys.pop(table, None)
         self.generation += 1
+
+    def _pending_count(self, table: str) -> int:
+        return sum(c.num_rows for op in self.ops if isinstance(op, _PendingInsert) and op.table == table
+                   for c in op.chunks)
 
     def delete(self, table: str, row_ids: np.ndarray) -> None:
         committed = row_ids[row_ids >= 0]
@@ -184,23 +233,51 @@ class Transaction:
             self.ops = ops
             self.pending_keys.pop(table, None)  # rebuilt on demand by the engine
         if len(committed):
-            self.ops.append(Delete(table, committed))
+            latest = self._latest(_PendingDelete, table)
+            if isinstance(latest, _PendingDelete):
+                latest.append(committed)
+            else:
+                self.ops.append(_PendingDelete(table, [committed]))
+            flags = self.deleted_flags.get(table)
+            top = int(committed.max()) + 1
+            if flags is None or len(flags) < top:
+                grown = np.zeros(max(top, 2 * len(flags) if flags is not None else 1024), bool)
+                if flags is not None:
+                    grown[:len(flags)] = flags
+                flags = grown
+            flags[committed] = True
+            self.deleted_flags[table] = flags
         self.generation += 1
+
+    def is_deleted(self, table: str, row_ids: np.ndarray) -> np.ndarray:
+        """Per committed row id: whether this transaction deleted it (O(len(row_ids)))."""
+        flags = self.deleted_flags.get(table)
+        out = np.zeros(len(row_ids), bool)
+        if flags is None:
+            return out
+        inside = (row_ids >= 0) & (row_ids < len(flags))
+        out[inside] = flags[row_ids[inside]]
+        return out
 
     def storage_ops(self) -> list[object]:
         """The transaction as storage operations, in order, ready for one commit."""
         out: list[object] = []
+        inserts: list[object] = []
         for op in self.ops:
             if isinstance(op, _PendingInsert):
                 if op.data.num_rows:
-                    out.append(Insert(op.table, op.data.drop_columns([ROWID])))
-            else:
+                    inserts.append(Insert(op.table, op.data.drop_columns([ROWID])))
+            elif isinstance(op, _PendingDelete):
+                out.append(Delete(op.table, op.row_ids))
+            else:  # DDL: what came before it goes first, deletes of committed rows before new rows
+                out += inserts
+                inserts = []
                 out.append(op)
-        return out
+        return out + inserts
 
     def deleted_ids(self, table: str) -> np.ndarray:
-        deleted = [op.row_ids for op in self.ops if isinstance(op, Delete) and op.table == table]
-        return np.concatenate(deleted) if deleted else np.zeros(0, np.int64)
+        deleted = [op.row_ids for op in self.ops if isinstance(op, _PendingDelete) and op.table == table]
+        return np.concatenate(deleted) if len(deleted) > 1 else deleted[0] if deleted else np.zeros(0, np.int64)
 
     def pending_rows(self, table: str) -> list[pa.Table]:
         return [op.data for op in self.ops if isinstance(op, _PendingInsert) and op.table == table]
@@ -210,12 +287,11 @@ class Transaction:
     def parts(self, snapshot: Snapshot, table: str) -> list[Part]:
         parts: list[Part] = []
         if not self.created_here(table):
-            deleted = [op.row_ids for op in self.ops if isinstance(op, Delete) and op.table == table]
-            gone = np.concatenate(deleted) if deleted else None
+            gone = self.deleted_flags.get(table)
             for seg in snapshot.segments(table):
                 live = seg.live
-                if gone is not None and len(gone):
-                    hit = np.asarray(pc.is_in(seg.data.column(ROWID), pa.array(gone)))
+                if gone is not None:
+                    hit = self.is_deleted(table, seg.data.column(ROWID).to_numpy())
                     if hit.any():
                         live = (np.ones(seg.data.num_rows, bool) if live is None else live.copy()) & ~hit
                         parts.append(Part(f"{seg.segment_id}", seg.data, live, seg))
@@ -228,11 +304,18 @@ class Transaction:
 
 
 def _table_of(op: object) -> str | None:
-    if isinstance(op, _PendingInsert):
+    if isinstance(op, (_PendingInsert, _PendingDelete)):
         return op.table
     if isinstance(op, (Insert, Delete)):
         return op.table
     return None
+
+
+def _copy_ops(ops: list[object]) -> list[object]:
+    """The op list with the ops that statements extend copied (the others are immutable)."""
+    return [_PendingInsert(op.table, list(op.chunks)) if isinstance(op, _PendingInsert)
+            else _PendingDelete(op.table, list(op.chunks)) if isinstance(op, _PendingDelete) else op
+            for op in ops]
 
 
 def snapshot_parts(snapshot: Snapshot, table: str) -> list[Part]:
