@@ -90,6 +90,8 @@ def rows_by_id(ctx: StatementContext, schema: TableSchema, ids: np.ndarray) -> p
         rid = part.data.column(ROWID).to_numpy()
         if part.segment is not None:  # a stored segment holds its rows in ascending row id order
             pos = np.minimum(np.searchsorted(rid, want), n - 1)
+        elif n == 1 or bool((np.diff(rid) < 0).all()):  # a transaction's own rows: ids decrease
+            pos = np.minimum(np.searchsorted(-rid, -want), n - 1)
         else:
             pos = pc.index_in(pa.array(want), value_set=pa.array(rid)).fill_null(0).to_numpy()
         hit = (rid[pos] == want) & ~found

@@ -44,23 +44,26 @@ class Part:
 class _PendingInsert:
     """Rows a transaction inserted into one table, in consecutive statements.
 
-    Statements append chunks (a pipeline of 20k single-row INSERTs is one op of 20k chunks);
-    ``data`` concatenates them once per change.
+    Statements append chunks, merged like a binary counter (the last two while the older is not
+    larger), so 20k single-row INSERTs leave O(log) contiguous chunks and each row is copied O(log)
+    times. Temporary row ids decrease along the chunks. ``data`` is every chunk, as one table.
     """
 
     table: str
-    chunks: list[pa.Table]  # user columns + ROWID (temporary, negative)
+    chunks: list[pa.Table]  # user columns + ROWID (temporary, negative, decreasing)
     _data: pa.Table | None = None
 
     @property
     def data(self) -> pa.Table:
         if self._data is None:
             self._data = _concat(self.chunks)
-            self.chunks = [self._data]
         return self._data
 
     def append(self, chunk: pa.Table) -> None:
-        self.chunks.append(chunk)
+        chunks = self.chunks
+        chunks.append(chunk)
+        while len(chunks) >= 2 and chunks[-2].num_rows <= chunks[-1].num_rows:
+            chunks[-2:] = [_concat(chunks[-2:]).combine_chunks()]
         self._data = None
 
 
@@ -298,8 +301,9 @@ class Transaction:
                         continue
                 parts.append(Part(seg.segment_id, seg.data, live, seg))
         for i, op in enumerate(self.ops):
-            if isinstance(op, _PendingInsert) and op.table == table and op.data.num_rows:
-                parts.append(Part(f"txn-{id(self)}-{self.generation}-{i}", op.data, None))
+            if isinstance(op, _PendingInsert) and op.table == table:
+                parts += [Part(f"txn-{id(self)}-{self.generation}-{i}-{j}", chunk, None)
+                          for j, chunk in enumerate(op.chunks) if chunk.num_rows]
         return parts
 
 

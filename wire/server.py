@@ -370,6 +370,21 @@ class Connection:
                 raise _Closed()
             self.decoder.feed(data)
 
+    def _take_received(self) -> None:
+        """Hand the decoder what the transport has received and the stream reader still holds, without
+        waiting, so that a pipeline's batch covers every message already here (psycopg writes an
+        executemany message by message). Uses StreamReader's buffer, as read() does; where a Python
+        version has no such buffer this does nothing."""
+        buffer = getattr(self.reader, "_buffer", None)
+        if not isinstance(buffer, bytearray) or not buffer:
+            return
+        data = bytes(buffer)
+        buffer.clear()
+        self.decoder.feed(data)
+        resume = getattr(self.reader, "_maybe_resume_transport", None)
+        if resume is not None:
+            resume()
+
     def _buffered(self, count: int) -> list[Any]:
         """The next ``count`` messages as far as they are already received, without waiting.
 
@@ -876,6 +891,7 @@ class Connection:
         statement, as far as it is already buffered: ((Bind, described) per group, current one first;
         how many lookahead messages the complete groups span). Everything taken from the decoder is
         kept, in order, in the lookahead queue."""
+        self._take_received()
         pending: list[Any] = list(self._lookahead)
         self._lookahead.clear()
         taken: list[Any] = []
