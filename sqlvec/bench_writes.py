@@ -12,7 +12,8 @@
                      alone), and whether the count is exact
   updated            20% of the rows get new embeddings (COPY into a staging table, one UPDATE ... FROM; rows/s),
                      then the index's recall@10 and one-client QPS at hnsw.ef_search=40 against the exact top 10
-                     of the updated data, next to the same figures measured before the update
+                     of the updated data, next to the same figures measured before the update, and again
+                     after VACUUM (sqlvec: compaction, the old versions dropped and the index rebuilt)
 
 Upserted and updated rows take the embedding of another row (row ``(id + rows / 2) % rows``), so the data keeps
 its distribution and the ground truth stays computable. Every upsert is ``INSERT ... ON CONFLICT (id) DO
@@ -158,10 +159,17 @@ def run(args: Any, c: Any, work: bench_data.Workload, label: dict, op: str, opcl
             current[keys] = fresh
             after = bench_data.ground_truth(current, work.queries, work.metric, K)
             recall_after, qps_after = _recall(c, work, after, op)
+            c.execute(f"DROP TABLE {STAGE}")
+            t0 = time.perf_counter()
+            c.execute(f"VACUUM {TABLE}")  # sqlvec: compaction (and the new segment's index); PostgreSQL: vacuum
+            vacuum_s = time.perf_counter() - t0
+            recall_vacuumed, qps_vacuumed = _recall(c, work, after, op)
             emit({**label, "phase": "updated", "updated_rows": int(keys.size),
                   "update_rows_per_s": round(keys.size / seconds),
                   "setting": f"hnsw.ef_search={EF_SEARCH}", "recall_before": recall_before,
-                  "recall_after": recall_after, "qps_before": qps_before, "qps_after": qps_after})
+                  "recall_after": recall_after, "qps_before": qps_before, "qps_after": qps_after,
+                  "vacuum_s": round(vacuum_s, 3), "recall_after_vacuum": recall_vacuumed,
+                  "qps_after_vacuum": qps_vacuumed})
     finally:
         for t in (STAGE, TABLE):
             c.execute(f"DROP TABLE IF EXISTS {t}")

@@ -732,8 +732,9 @@ class Session:
     def _u_maintenance(self, args: dict) -> S.Result:
         """VACUUM [FULL] [table, ...]: persist deletes, seal growing segments and compact (storage/
         compaction.py) every sealed segment with a deleted row, so their disk space goes back to the
-        system; without tables, every table. ANALYZE: nothing to do (counts are exact), accepted so that
-        scripts and tools written for PostgreSQL run unchanged."""
+        system; without tables, every table. It returns when the segments' vector indexes are built.
+        ANALYZE: nothing to do (counts are exact), accepted so that scripts and tools written for
+        PostgreSQL run unchanged."""
         command = args["command"].upper()
         tag = "ANALYZE" if command.startswith("ANALY") else "VACUUM"
         names = _maintenance_tables(args.get("rest") or "")
@@ -748,6 +749,9 @@ class Session:
             store.checkpoint()
             for name in names or [None]:
                 store.compact(name, deleted_ratio=0.0)
+            for name in names or list(store.catalog):  # and returns with every segment indexed
+                if store.catalog.get(name) is not None and store.catalog[name].indexes:
+                    store.wait_for_indexes(name, timeout=None)
         return S.Result(None, tag)
 
     def _u_discard(self, args: dict) -> S.Result:

@@ -83,7 +83,13 @@ def rows_by_id(ctx: StatementContext, schema: TableSchema, ids: np.ndarray) -> p
     pieces: list[pa.Table] = []
     slots: list[np.ndarray] = []
     found = np.zeros(len(want), bool)
-    for part in ctx.parts(schema.name):
+    txn = ctx.txn
+    if txn is not None:  # the transaction's deletes checked for these ids only, not masked over every part
+        parts = txn.parts(ctx.snapshot, schema.name, mask_deletes=False)
+        deleted = txn.is_deleted(schema.name, want)
+    else:
+        parts, deleted = ctx.parts(schema.name), None
+    for part in parts:
         n = part.data.num_rows
         if n == 0 or found.all():
             continue
@@ -95,6 +101,8 @@ def rows_by_id(ctx: StatementContext, schema: TableSchema, ids: np.ndarray) -> p
         else:
             pos = pc.index_in(pa.array(want), value_set=pa.array(rid)).fill_null(0).to_numpy()
         hit = (rid[pos] == want) & ~found
+        if deleted is not None:
+            hit &= ~deleted
         if part.live is not None:
             hit &= part.live[pos]
         if hit.any():

@@ -287,10 +287,13 @@ class Transaction:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def parts(self, snapshot: Snapshot, table: str) -> list[Part]:
+    def parts(self, snapshot: Snapshot, table: str, *, mask_deletes: bool = True) -> list[Part]:
+        """What the transaction sees of ``table``: committed segments less its deletes, then its own rows.
+        ``mask_deletes=False``: the committed segments as stored (the caller checks ``is_deleted`` for
+        the few rows it wants, rather than every row being masked)."""
         parts: list[Part] = []
         if not self.created_here(table):
-            gone = self.deleted_flags.get(table)
+            gone = self.deleted_flags.get(table) if mask_deletes else None
             for seg in snapshot.segments(table):
                 live = seg.live
                 if gone is not None:

@@ -556,7 +556,9 @@ class Store:
             if self.fsync:
                 fsync_dir(folder)
             new = open_sealed(folder, segno, file, None, data.num_rows)
-            self._indexes.build_now(then, new)
+            still = self._version.tables.get(then.name)
+            if still is not None and still.oid == then.oid and not self._closing:  # not dropped meanwhile
+                self._indexes.build_now(then, new)
         with self._writer_lock:
             self._check_usable()
             self._wait_durable(self._next_lsn - 1)
