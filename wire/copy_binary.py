@@ -64,7 +64,7 @@ import pyarrow as pa
 
 from wire import pgtypes as T
 from wire.column_encoding import encode_column
-from wire.copy_text import _context, convert_fields
+from wire.copy_text import _context, _Row, convert_fields
 from wire.session import PgError
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
@@ -99,15 +99,6 @@ _ARRAY_ELEMENT_ARROW: dict[int, pa.DataType] = {
     T.TIMESTAMPTZ: pa.timestamp("us", tz="UTC"), T.BYTEA: pa.binary(), T.NUMERIC: pa.string(), T.UUID: pa.string(),
     **{oid: pa.string() for oid in T.TEXT_LIKE | {T.JSONB}},
 }
-
-
-class _Row(Exception):
-    """A value failed to decode at row ``row`` (0-based)."""
-
-    def __init__(self, row: int, error: PgError) -> None:
-        super().__init__(error.message)
-        self.row = row
-        self.error = error
 
 
 def _format_error(message: str) -> PgError:

@@ -126,7 +126,7 @@ def _unescape(buf: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def _raw_line(buf: np.ndarray, line_starts: np.ndarray, line: int) -> str:
     start = int(line_starts[line])
     end = int(line_starts[line + 1]) - 1 if line + 1 < len(line_starts) else buf.size
-    return bytes(buf[start : min(end, start + 100)]).decode("utf-8", "replace")
+    return bytes(buf[start : min(end, start + 104)]).decode("utf-8", "replace")  # _printable cuts to 100
 
 
 def decode_copy_text(

@@ -165,6 +165,8 @@ BAD_ROWS = [
     ("csv", '1,a,1,"[1,2,3]"\n\n', "22P04", 'missing data for column "tag"', 'line 2: ""'),
     ("csv", '1,a,1,"[1,2,3]"\n2,"b,2\n', "22P04", "unterminated CSV quoted field", 'line 3: "2,"b,2\n"'),
     ("text", "1\ta\t1\t[1,2,3]\t9\n", "22P04", "extra data after last expected column", 'line 1: "1\ta\t1\t[1,2,3]\t9"'),
+    ("text", "1\t" + "x" * 200 + "\t1\t[1,2,3]\t9\n", "22P04", "extra data after last expected column",
+     'line 1: "1\t' + "x" * 98 + '..."'),  # at most 100 bytes of a line, as PostgreSQL prints it
 ]
 
 
