@@ -61,12 +61,7 @@ def run_query(plan: Query, ctx: StatementContext) -> Result:
 
 def run_count(plan: CountStar, ctx: StatementContext) -> Result:
     ctx.schema(plan.table)
-    if ctx.txn is None or ctx.txn.created_here(plan.table):
-        n = 0 if ctx.txn is not None else ctx.snapshot.count(plan.table)
-        if ctx.txn is not None:
-            n = sum(p.data.num_rows if p.live is None else int(p.live.sum()) for p in ctx.parts(plan.table))
-    else:
-        n = sum(p.data.num_rows if p.live is None else int(p.live.sum()) for p in ctx.parts(plan.table))
+    n = ctx.snapshot.count(plan.table) if ctx.txn is None else ctx.txn.count(ctx.snapshot, plan.table)
     return Result(pa.table({plan.name: pa.array([n], pa.int64())}), "", {0: plan.name})
 
 

@@ -287,6 +287,24 @@ class Transaction:
 
     # -- reads ---------------------------------------------------------------------------------
 
+    def count(self, snapshot: Snapshot, table: str) -> int:
+        """count(*) as this transaction sees ``table``, in O(segments + its own writes): the snapshot's
+        exact count, less the rows it deleted that are still live there, plus the rows it inserted."""
+        pending = self._pending_count(table)
+        if self.created_here(table):
+            return pending
+        n = snapshot.count(table)
+        gone = np.unique(self.deleted_ids(table))
+        if gone.size:
+            for seg in snapshot.segments(table):
+                rid = seg.data.column(ROWID).to_numpy()
+                pos = np.searchsorted(rid, gone)
+                inside = pos < len(rid)
+                pos = pos[inside]
+                pos = pos[rid[pos] == gone[inside]]
+                n -= int(pos.size if seg.live is None else np.count_nonzero(seg.live[pos]))
+        return n + pending
+
     def parts(self, snapshot: Snapshot, table: str, *, mask_deletes: bool = True) -> list[Part]:
         """What the transaction sees of ``table``: committed segments less its deletes, then its own rows.
         ``mask_deletes=False``: the committed segments as stored (the caller checks ``is_deleted`` for

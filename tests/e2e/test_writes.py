@@ -313,3 +313,33 @@ def test_rows_named_by_key(server, docs):
         c.execute(f"DELETE FROM {docs} WHERE id = 8")
         assert c.execute(f"SELECT count(*) FROM {docs}").fetchone() == (3,)
         c.commit()
+
+
+def test_count_inside_a_transaction_follows_its_writes_and_other_commits(server, conn, table_name):
+    """count(*) in a transaction block (answered from segment counts plus the block's own writes) equals
+    a count DuckDB computes from the rows, through inserts, upserts, deletes, a savepoint rolled back
+    and another session's commit (READ COMMITTED: each statement sees it)."""
+    conn.execute(f"CREATE TABLE {table_name} (id int PRIMARY KEY, n int)")
+    conn.execute(f"INSERT INTO {table_name} SELECT g, g FROM generate_series(1, 100) g")
+
+    def both(c):
+        return (c.execute(f"SELECT count(*) FROM {table_name}").fetchone()[0],
+                c.execute(f"SELECT sum(1) FROM {table_name}").fetchone()[0])
+
+    with psycopg.connect(server.dsn, autocommit=True) as other, conn.transaction():
+        conn.execute(f"DELETE FROM {table_name} WHERE id <= 10")
+        assert both(conn) == (90, 90)
+        conn.execute(f"INSERT INTO {table_name} VALUES (1000, 0), (1001, 0) "
+                     "ON CONFLICT (id) DO UPDATE SET n = EXCLUDED.n")
+        conn.execute(f"INSERT INTO {table_name} VALUES (50, -1) ON CONFLICT (id) DO UPDATE SET n = EXCLUDED.n")
+        assert both(conn) == (92, 92)
+        with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():  # a savepoint, rolled back
+            conn.execute(f"DELETE FROM {table_name} WHERE id BETWEEN 91 AND 99")
+            conn.execute(f"INSERT INTO {table_name} VALUES (1000, 1)")
+        assert both(conn) == (92, 92)
+        other.execute(f"DELETE FROM {table_name} WHERE id IN (20, 21)")
+        other.execute(f"INSERT INTO {table_name} VALUES (2000, 0)")
+        assert both(conn) == (91, 91)
+        conn.execute(f"DELETE FROM {table_name} WHERE id = 1000")
+        assert both(conn) == (90, 90)
+    assert both(conn) == (90, 90)
