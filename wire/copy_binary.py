@@ -64,7 +64,7 @@ import pyarrow as pa
 
 from wire import pgtypes as T
 from wire.column_encoding import encode_column
-from wire.copy_text import _context, _Row, convert_fields
+from wire.copy_text import _context, _parts, _Row, convert_fields
 from wire.session import PgError
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
@@ -326,15 +326,6 @@ def _slices(source: pa.Buffer, begin: np.ndarray, end: np.ndarray) -> pa.Array:
     bounds[1::2] = end
     pieces = pa.Array.from_buffers(_LB, 2 * n - 1, [None, pa.py_buffer(bounds), source])
     return pieces.take(pa.array(np.arange(0, 2 * n, 2, dtype=np.int64)))
-
-
-def _parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets int64 [n+1] from 0, data uint8) of a large_binary array made by :func:`_slices`."""
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], np.int64)[arr.offset : arr.offset + len(arr) + 1]
-    data = np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
-    start = int(offsets[0])
-    return offsets - start, data[start : int(offsets[-1])]
 
 
 def _with_validity(typ: pa.DataType, offsets: np.ndarray, data: np.ndarray | pa.Buffer, nulls: np.ndarray) -> pa.Array:

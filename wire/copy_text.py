@@ -430,6 +430,7 @@ def _as_large_binary(arr: pa.Array) -> pa.Array:
 
 
 def _parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets int64 [n+1] from 0, data uint8) of a large_binary array."""
     bufs = arr.buffers()
     offsets = np.frombuffer(bufs[1], np.int64)[arr.offset : arr.offset + len(arr) + 1]
     data = np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
