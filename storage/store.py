@@ -605,6 +605,11 @@ class Store:
                                 sum(s.num_rows for s in group), data.num_rows, freed)
 
     def _compact_loop(self) -> None:
+        # Background rebuilds leave half the cores to queries (an OpenMP setting of this thread only;
+        # VACUUM, in a session's thread, builds with every core).
+        import faiss
+
+        faiss.omp_set_num_threads(max(1, (os.cpu_count() or 2) // 2))
         while not self._closing:
             self._compactor_wake.wait(self.compaction_interval)
             self._compactor_wake.clear()
