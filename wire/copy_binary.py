@@ -56,7 +56,6 @@ from __future__ import annotations
 import datetime as dt
 import struct
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -64,7 +63,7 @@ import pyarrow as pa
 
 from wire import pgtypes as T
 from wire.column_encoding import encode_column
-from wire.copy_text import _context, _parts, _Row, convert_fields
+from wire.copy_text import _context, _numeric_text, _parts, _Row, convert_fields
 from wire.session import PgError
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
@@ -642,14 +641,6 @@ def _numeric(raw: pa.Array, nulls: np.ndarray, name: str, target: pa.DataType) -
         except PgError as err:
             raise _Row(row, err) from None
     return _by_text_rules(pa.array(texts, _LS), nulls, name, T.NUMERIC, target)
-
-
-def _numeric_text(d: Decimal) -> str:
-    if d.is_nan():
-        return "NaN"
-    if d.is_infinite():
-        return "Infinity" if d > 0 else "-Infinity"
-    return format(d, "f")
 
 
 def _array_text(raw: pa.Array, nulls: np.ndarray, oid: int, element: int, target: pa.DataType) -> pa.Array:

@@ -98,7 +98,7 @@ DEFAULT_BATCH_BYTES = 8 << 20  # fewer rows per fetch when rows are wide (text v
 _READ_SIZE = 256 << 10
 _FLUSH_BYTES = 256 << 10
 _COPY_FEED_BYTES = 1 << 20
-_COPY_OUT_BATCH_ROWS = 65_536  # rows per CopyData message of COPY TO STDOUT
+_COPY_OUT_BATCH_ROWS = 65_536  # rows COPY TO STDOUT fetches and encodes at a time (one CopyData per row)
 
 T = TypeVar("T")
 R = TypeVar("R")
