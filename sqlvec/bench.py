@@ -12,8 +12,9 @@ Data (see sqlvec/bench_data.py): deterministic clustered float32 vectors (--rows
 cosine (<=>, vector_cosine_ops) or ip (<#>, vector_ip_ops).
 
 Phases (--phases, comma-separated; default copy..sweep; "all" adds filtered and range), in this order:
-  copy          load the table (id, embedding, bucket) with COPY ... FROM STDIN (text), rows/s (the table is
-                loaded whenever a later phase needs it; this phase only reports it)
+  copy          load the table (id, embedding, bucket) with COPY ... FROM STDIN (text, the stream built before
+                the clock starts), rows/s (the table is loaded whenever a later phase needs it; this phase
+                only reports it)
   insert_multi  multi-row INSERT ... VALUES, --batch rows per statement, rows/s (its own table)
   executemany   psycopg executemany of single-row INSERTs (pipelined), rows/s (its own table)
   rss           the server's resident memory after loading (with --server-pid, or for a server started here)
@@ -239,13 +240,16 @@ def run(args: argparse.Namespace, work: bench_data.Workload, system: System) -> 
         try:
             if needs_table:
                 c.execute(f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY, embedding vector({work.dim}), bucket int)")
-                bar = bench_report.Progress(f"{system.name}: copy", work.rows, " rows")
                 buckets = work.buckets.tolist()
+                pieces = [("".join(f"{i}\t{texts[i]}\t{buckets[i]}\n" for i in range(start, end)).encode(), end)
+                          for start, end in _chunks(work.rows, 5000)]  # built before the clock starts
+                bar = bench_report.Progress(f"{system.name}: copy", work.rows, " rows")
                 t0 = time.perf_counter()
                 with c.cursor().copy(f"COPY {TABLE} (id, embedding, bucket) FROM STDIN") as cp:
-                    for start, end in _chunks(work.rows, 5000):
-                        cp.write("".join(f"{i}\t{texts[i]}\t{buckets[i]}\n" for i in range(start, end)))
+                    for piece, end in pieces:
+                        cp.write(piece)
                         bar.update(end)
+                del pieces
                 dt = time.perf_counter() - t0
                 bar.finish()
                 if "copy" in phases:

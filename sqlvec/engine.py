@@ -276,29 +276,37 @@ class Execution:
 
 
 class CopySink:
-    """COPY ... FROM STDIN: collects the client's data, loads it at CopyDone."""
+    """COPY ... FROM STDIN: hands the client's data to a :class:`sqlvec.execute.CopyLoad` as it
+    arrives (text is decoded chunk by chunk there) and loads the rows at CopyDone."""
 
     def __init__(self, execution: Execution, plan: CopyFrom) -> None:
         self.execution = execution
         self.plan = plan
-        self.chunks: list[bytes] = []
+        self._load: X.CopyLoad | None = None
+
+    def _opened(self) -> X.CopyLoad:
+        if self._load is None:
+            s = self.execution.session
+            if self.execution.extended:
+                s.begin_implicit()
+            self._load = s.guarded(lambda: s.open_copy(self.plan))
+        return self._load
 
     def feed(self, data: bytes) -> None:
-        self.chunks.append(bytes(data))
+        load = self._opened()
+        self.execution.session.guarded(lambda: load.feed(data))
 
     def finish(self) -> str:
         s = self.execution.session
-        if self.execution.extended:
-            s.begin_implicit()
-        data = b"".join(self.chunks)
-        self.chunks = []
-        n = s.guarded(lambda: s.run_copy(self.plan, data), implicit_last=self.execution.last_of_implicit)
+        load = self._opened()
+        self._load = None
+        n = s.guarded(lambda: s.finish_copy(load), implicit_last=self.execution.last_of_implicit)
         self.execution._ran = True
         self.execution._tag = f"COPY {n}"
         return self.execution._tag
 
     def abort(self, reason: str) -> None:
-        self.chunks = []
+        self._load = None
         self.execution._ran = True
         self.execution.session.fail()
 
@@ -568,10 +576,15 @@ class Session:
             return modify.run_retrying(lambda: X.execute(plan, self._context(params)), retryable)
         return X.execute(plan, self._context(params))
 
-    def run_copy(self, plan: CopyFrom, data: bytes) -> int:
+    def open_copy(self, plan: CopyFrom) -> X.CopyLoad:
         if self.failed:
             raise _aborted()
-        return X.copy_rows(plan, self._context(()), data)
+        return X.CopyLoad(plan, self._context(()))
+
+    def finish_copy(self, load: X.CopyLoad) -> int:
+        if self.failed:
+            raise _aborted()
+        return load.finish(self._context(()))
 
     # -- utility statements -------------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ from storage.segment_index import index_params
 from storage.types import IndexSchema, TableSchema
 from wire.copy_binary import decode_copy_binary
 from wire.copy_csv import check_header, decode_copy_csv
-from wire.copy_text import decode_copy_text
+from wire.copy_text import CopyTextDecoder
 from wire.session import PgError
 
 
@@ -420,41 +420,81 @@ def execute(plan: Plan, ctx: StatementContext) -> Result:
     return EXECUTORS[type(plan)](plan, ctx)
 
 
-def copy_rows(plan: CopyFrom, ctx: StatementContext, data: bytes) -> int:
-    """COPY ... FROM STDIN data (text, CSV or binary) -> rows inserted. An error's CONTEXT names
-    the table and the line, as PostgreSQL's does: ``COPY t, line 3, column id: "x"``."""
+def _copy_context(plan: CopyFrom, work: Callable[[], Any]) -> Any:
+    """``work()``; an error's CONTEXT names the table and the line, as PostgreSQL's does:
+    ``COPY t, line 3, column id: "x"``."""
     try:
-        return _copy_rows(plan, ctx, data)
+        return work()
     except PgError as err:
         if err.where is not None and err.where.startswith("COPY line "):
             err.where = f"COPY {plan.table}, line {err.where[len('COPY line '):]}"
         raise
 
 
-def _copy_rows(plan: CopyFrom, ctx: StatementContext, data: bytes) -> int:
-    schema = ctx.schema(plan.table)
-    cols = [schema.column(c) for c in plan.columns]
-    names = [c.name for c in cols]  # type: ignore[union-attr]
-    oids = [c.type.oid for c in cols]  # type: ignore[union-attr]
-    # array columns arrive as their text ('{1,2}'), split and converted by build_rows' coercion
-    types = [pa.string() if c.type.is_array else c.type.arrow() for c in cols]  # type: ignore[union-attr]
-    o = plan.options
-    if o.format == "csv":
-        table = decode_copy_csv(data, names, oids, types, delimiter=o.delimiter, null=o.null, header=o.header,
-                                quote=o.quote, escape=o.escape, force_not_null=o.force_not_null,
-                                force_null=o.force_null)
-    elif o.format == "binary":
-        table = decode_copy_binary(data, names, oids, types)
-    else:
-        if o.header:
-            cut = data.find(b"\n") + 1 if b"\n" in data else len(data)
-            if o.header == "match":
-                check_header(data[:cut].decode("utf-8", "replace").rstrip("\r\n").split(o.delimiter), names)
-            data = data[cut:]
-        table = decode_copy_text(data, names, oids, types, delimiter=o.delimiter, null=o.null,
-                                 first_line=2 if o.header else 1)
-    arrays = {c: table.column(i) for i, c in enumerate(plan.columns)}
-    rows = build_rows(ctx, schema, plan.columns, arrays, table.num_rows)
-    if rows.num_rows:
-        commit_or_buffer(ctx, [InsertOp(schema.name, rows)])
-    return rows.num_rows
+class CopyLoad:
+    """COPY ... FROM STDIN as its data arrives. Text is decoded a chunk of whole lines at a time
+    as it comes (so memory holds decoded columns rather than the text, and decoding overlaps the
+    transfer); CSV and binary are kept and decoded at the end. ``finish`` inserts every row in
+    one write, so the COPY is all or nothing; an error in any chunk fails the whole COPY."""
+
+    def __init__(self, plan: CopyFrom, ctx: StatementContext) -> None:
+        self.plan = plan
+        self.schema = ctx.schema(plan.table)
+        cols = [self.schema.column(c) for c in plan.columns]
+        self.names = [c.name for c in cols]  # type: ignore[union-attr]
+        self.oids = [c.type.oid for c in cols]  # type: ignore[union-attr]
+        # array columns arrive as their text ('{1,2}'), split and converted by build_rows' coercion
+        self.types = [pa.string() if c.type.is_array else c.type.arrow() for c in cols]  # type: ignore[union-attr]
+        o = plan.options
+        self._chunks: list[bytes] = []
+        self._tables: list[pa.Table] = []
+        self._text = (CopyTextDecoder(self.names, self.oids, self.types, delimiter=o.delimiter, null=o.null,
+                                      first_line=2 if o.header else 1)
+                      if o.format not in ("csv", "binary") else None)
+        self._header: bytearray | None = bytearray() if self._text is not None and o.header else None
+
+    def feed(self, data: bytes) -> None:
+        if self._text is None:
+            self._chunks.append(bytes(data))
+            return
+        if self._header is not None:
+            self._header += data
+            if b"\n" not in self._header:
+                return
+            cut = self._header.index(b"\n") + 1
+            data = bytes(self._header[cut:])
+            line = self._header[:cut].decode("utf-8", "replace").rstrip("\r\n")
+            self._header = None
+            if self.plan.options.header == "match":
+                check_header(line.split(self.plan.options.delimiter), self.names)
+        self._tables += _copy_context(self.plan, lambda: self._text.feed(data))  # type: ignore[union-attr]
+
+    def finish(self, ctx: StatementContext) -> int:
+        """Decode what is left, insert every row (in ``ctx``'s transaction), return the count."""
+        table = _copy_context(self.plan, self._decode_rest)
+        schema = ctx.schema(self.plan.table)
+        if schema.oid != self.schema.oid or schema.columns != self.schema.columns:
+            raise PgError("40001", f'table "{self.plan.table}" was altered or recreated during COPY')
+        arrays = {c: table.column(i) for i, c in enumerate(self.plan.columns)}
+        rows = build_rows(ctx, schema, self.plan.columns, arrays, table.num_rows)
+        if rows.num_rows:
+            commit_or_buffer(ctx, [InsertOp(schema.name, rows)])
+        return rows.num_rows
+
+    def _decode_rest(self) -> pa.Table:
+        o = self.plan.options
+        if self._text is not None:
+            if self._header is not None:  # the data ended inside the header line
+                self._header = None
+            tables = self._tables + self._text.finish()
+            self._tables = []
+            if not tables:
+                return pa.Table.from_arrays([pa.array([], t) for t in self.types], names=self.names)
+            return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        data = b"".join(self._chunks)
+        self._chunks = []
+        if o.format == "csv":
+            return decode_copy_csv(data, self.names, self.oids, self.types, delimiter=o.delimiter, null=o.null,
+                                   header=o.header, quote=o.quote, escape=o.escape,
+                                   force_not_null=o.force_not_null, force_null=o.force_null)
+        return decode_copy_binary(data, self.names, self.oids, self.types)

@@ -74,6 +74,8 @@ def _context(err: PgError, line: int, column: str | None, value: str | None) -> 
 
 
 def _strip_end_marker(data: bytes) -> bytes:
+    if b"\\" not in data:  # a memchr; searching for "\n\\." is slow where "." is everywhere
+        return data
     if data.startswith(b"\\.") and data[2:3] in (b"", b"\n", b"\r"):
         return b""
     pos = data.find(b"\n\\.")
@@ -163,6 +165,9 @@ def decode_copy_text(
         data = data.replace(b"\r\n", b"\n")
     if data and not data.endswith(b"\n"):
         data += b"\n"
+    simple = _decode_plain(data, names, oids, arrow_types, delimiter, null, first_line)
+    if simple is not None:
+        return simple
     buf = np.frombuffer(data, np.uint8)
     starts = _escape_starts(buf)
     if starts.size and starts[-1] == buf.size - 2:
@@ -211,6 +216,81 @@ def decode_copy_text(
     fields = [pieces.take(pa.array(field_index[:, c])) for c in range(k)]
     return convert_fields(fields, [is_null[:, c] for c in range(k)], names, oids, arrow_types,
                           lambda row: first_line + row)
+
+
+def _decode_plain(data: bytes, names: list[str], oids: list[int], arrow_types: list[pa.DataType],
+                  delimiter: str, null: str, first_line: int) -> pa.Table | None:
+    """The common bulk-load shape, read by Arrow's multi-threaded CSV parser: no backslash (so no
+    escapes and no ``\\N``), no NUL, no NULL marker, one ``vector(n)`` column and scalars.
+
+    Two passes: the lines split on the delimiter into the scalar columns (which also checks that
+    every line has ``k`` fields), then the whole buffer with the brackets deleted and the
+    delimiter turned into a comma, read as the scalars and ``n`` float32 columns. That is exact
+    only when the scalars hold no comma or bracket and every vector field is ``[...]`` with
+    exactly ``n`` elements, which the checks below establish. None when any of it does not hold:
+    the general path then decodes the buffer and reports errors with their lines."""
+    vectors = [c for c, t in enumerate(arrow_types) if pa.types.is_fixed_size_list(t)]
+    if (len(vectors) != 1 or not pa.types.is_float32(arrow_types[vectors[0]].value_type)
+            or delimiter in ",[]" or not data or b"\\" in data or b"\x00" in data):
+        return None
+    if null and "\\" not in null and null.encode("utf-8") in data:
+        return None
+    v, k = vectors[0], len(names)
+    dim = arrow_types[v].list_size
+    cols = [f"c{i}" for i in range(k)]
+    plain = pa_csv.ParseOptions(delimiter=delimiter, quote_char=False, escape_char=False, double_quote=False,
+                                ignore_empty_lines=False)
+    try:
+        split = pa_csv.read_csv(pa.py_buffer(data), read_options=pa_csv.ReadOptions(column_names=cols),
+                                parse_options=plain,
+                                convert_options=pa_csv.ConvertOptions(
+                                    column_types={c: pa.string() for c in cols}, strings_can_be_null=False,
+                                    quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    n = split.num_rows
+    scalars = [split.column(c).combine_chunks() for c in range(k) if c != v]
+    if any(pc.any(pc.match_substring_regex(col, r"[,\[\]]")).as_py() for col in scalars):
+        return None
+    for chunk in split.column(v).chunks:  # every vector field starts with '[' and ends with ']'
+        if len(chunk) == 0:
+            continue
+        offsets = np.frombuffer(chunk.buffers()[1], np.int32)[chunk.offset: chunk.offset + len(chunk) + 1]
+        chars = np.frombuffer(chunk.buffers()[2], np.uint8)
+        if (offsets[1:] == offsets[:-1]).any() or not ((chars[offsets[:-1]] == 0x5B).all()
+                                                      and (chars[offsets[1:] - 1] == 0x5D).all()):
+            return None
+    body = data.translate(bytes.maketrans(delimiter.encode("utf-8"), b","), b"[]")
+    if len(data) - len(body) != 2 * n:
+        return None  # a bracket inside a vector field (each has one at either end, checked above)
+    elements = [f"e{i}" for i in range(dim)]
+    try:
+        numbers = pa_csv.read_csv(
+            pa.py_buffer(body),
+            read_options=pa_csv.ReadOptions(column_names=cols[:v] + elements + cols[v + 1:]),
+            parse_options=pa_csv.ParseOptions(delimiter=",", quote_char=False, escape_char=False,
+                                              double_quote=False, ignore_empty_lines=False),
+            convert_options=pa_csv.ConvertOptions(include_columns=elements,
+                                                  column_types={e: pa.float32() for e in elements},
+                                                  null_values=[], strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None  # a wrong element count, whitespace, or a number Arrow does not read
+    if numbers.num_rows != n:
+        return None
+    matrix = np.empty((n, dim), np.float32)
+    row = 0
+    for batch in numbers.to_batches():
+        matrix[row: row + batch.num_rows] = np.stack([c.to_numpy() for c in batch.columns], axis=1)
+        row += batch.num_rows
+    if not np.isfinite(matrix).all():
+        return None  # NaN / infinity: the general path reports it
+    fields = [s.cast(_LB) for s in scalars]
+    rest = [c for c in range(k) if c != v]
+    table = convert_fields(fields, [np.zeros(n, bool)] * len(rest), [names[c] for c in rest],
+                           [oids[c] for c in rest], [arrow_types[c] for c in rest], lambda r: first_line + r)
+    vector = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), dim).cast(arrow_types[v])
+    columns = [table.column(names[c]) if c != v else vector for c in range(k)]
+    return pa.Table.from_arrays(columns, schema=pa.schema([pa.field(m, t) for m, t in zip(names, arrow_types)]))
 
 
 def convert_fields(fields: list[pa.Array], nulls: list[np.ndarray], names: list[str], oids: list[int],
@@ -615,12 +695,14 @@ class CopyTextDecoder:
     """
 
     def __init__(self, names: list[str], oids: list[int], arrow_types: list[pa.DataType], *,
-                 delimiter: str = "\t", null: str = "\\N", chunk_bytes: int = 16 << 20) -> None:
+                 delimiter: str = "\t", null: str = "\\N", chunk_bytes: int = 16 << 20,
+                 first_line: int = 1) -> None:
         self.names, self.oids, self.arrow_types = names, oids, arrow_types
         self.delimiter, self.null = delimiter, null
         self.chunk_bytes = chunk_bytes
-        self._buffer = bytearray()
-        self._line = 1
+        self._pieces: list[bytes] = []
+        self._size = 0
+        self._line = first_line
         self._ended = False
 
     def _decode(self, data: bytes) -> pa.Table:
@@ -630,25 +712,32 @@ class CopyTextDecoder:
         return table
 
     def feed(self, data: bytes) -> list[pa.Table]:
-        if self._ended:
+        if self._ended or not data:
             return []
-        self._buffer += data
-        if len(self._buffer) < self.chunk_bytes:
+        self._pieces.append(bytes(data))
+        self._size += len(data)
+        if self._size < self.chunk_bytes:
             return []
-        cut = complete_lines_end(self._buffer)
+        last = self._pieces[-1]
+        cut = complete_lines_end(last)  # whole lines up to the last one that ends in this piece
         if cut == 0:
             return []
-        chunk = bytes(self._buffer[:cut])
-        del self._buffer[:cut]
+        if last[: cut - 1].strip(b"\\") == b"":  # the backslashes before it may go on in the piece before
+            whole = b"".join(self._pieces)
+            cut = complete_lines_end(whole)
+            chunk, rest = whole[:cut], whole[cut:]
+        else:
+            chunk, rest = b"".join(self._pieces[:-1] + [last[:cut]]), last[cut:]
+        self._pieces, self._size = ([rest], len(rest)) if rest else ([], 0)
         stripped = _strip_end_marker(chunk)
         if len(stripped) != len(chunk):
             self._ended = True
-            self._buffer.clear()
+            self._pieces, self._size = [], 0
         return [self._decode(stripped)]
 
     def finish(self) -> list[pa.Table]:
-        rest = bytes(self._buffer)
-        self._buffer.clear()
+        rest = b"".join(self._pieces)
+        self._pieces, self._size = [], 0
         if self._ended or not rest:
             return []
         return [self._decode(rest)]

@@ -725,17 +725,27 @@ class Connection:
         await self.flush()
         self.state = ConnectionState.COPY_IN
         self._copy_sink = sink
+        # The sink decodes each piece on the worker while the next one is received: at most one
+        # feed is in flight, and its error surfaces when the next message is handled.
+        feeding: asyncio.Future[None] | None = None
         try:
             while True:
                 msg = await self.receive()
+                if feeding is not None and not isinstance(msg, CopyFail):
+                    await feeding
+                    feeding = None
                 if isinstance(msg, CopyData):
-                    await self.call(sink.feed, self._gather_copy_data(msg.data))
+                    feeding = asyncio.ensure_future(self.call(sink.feed, self._gather_copy_data(msg.data)))
                 elif isinstance(msg, CopyDone):
                     tag = await self.call(sink.finish)
                     self._copy_sink = None
                     self.send(codec.encode_command_complete(tag))
                     return
                 elif isinstance(msg, CopyFail):
+                    if feeding is not None:
+                        with suppress(Exception):
+                            await feeding
+                        feeding = None
                     self._copy_sink = None
                     await self.call(sink.abort, msg.message)
                     raise PgError("57014", f"COPY from stdin failed: {msg.message}")
@@ -748,12 +758,17 @@ class Connection:
         except (_Closed, ConnectionError, asyncio.CancelledError):
             raise  # the sink is aborted when the connection is cleaned up
         except Exception:
+            if feeding is not None:  # e.g. an unexpected message while a piece was being decoded
+                with suppress(Exception):
+                    await feeding
             if self._copy_sink is not None:  # the COPY failed before CopyDone / CopyFail
                 self._copy_sink = None
                 with suppress(Exception):
                     await self.call(sink.abort, "COPY failed")
             raise
         finally:
+            if feeding is not None:  # not awaited (the connection ended): its outcome goes unread
+                feeding.add_done_callback(lambda f: f.cancelled() or f.exception())
             if self.state is ConnectionState.COPY_IN:
                 self.state = ConnectionState.READY
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from wire import pgtypes as T
-from wire.copy_text import CopyTextDecoder, complete_lines_end, decode_copy_text
+from wire.copy_text import CopyTextDecoder, _decode_plain, complete_lines_end, decode_copy_text
 from wire.session import PgError
 
 UTC = dt.UTC
@@ -229,3 +229,70 @@ def test_fixed_dimension_vectors_fast_path_matches_values() -> None:
         assert got[i] is None if i % 50 == 0 else np.array_equal(np.array(got[i], np.float32), row)
     spaced = decode_copy_text(b"[ 1, 2 ,3 ]\n", ["e"], [16385], [pa.list_(pa.float32(), 3)])
     assert spaced.column(0).to_pylist() == [[1.0, 2.0, 3.0]]
+
+
+def test_chunked_decoder_backslash_runs_across_pieces() -> None:
+    # escaped backslashes, escaped newlines and tabs, fed a byte at a time: a backslash run before
+    # a newline may begin in an earlier piece than the one the newline is in
+    lines = b"".join(b"%d\t\\\\\\\\\\\nx\\\\\t[%d,2]\n" % (i, i) for i in range(300))
+    names, oids, types = ["id", "s", "emb"], [T.INT8, T.TEXT, T.VECTOR], [pa.int64(), pa.string(), pa.list_(pa.float32(), 2)]
+    whole = decode_copy_text(lines, names, oids, types)
+    assert whole.column(1)[0].as_py() == "\\\\\nx\\"
+    decoder = CopyTextDecoder(names, oids, types, chunk_bytes=50)
+    tables = []
+    for i in range(len(lines)):
+        tables += decoder.feed(lines[i : i + 1])
+    tables += decoder.finish()
+    assert len(tables) > 20
+    assert pa.concat_tables(tables).equals(whole)
+
+
+_PLAIN = (["id", "n", "emb"], [T.INT4, T.TEXT, T.VECTOR], [pa.int32(), pa.string(), pa.list_(pa.float32(), 3)])
+
+
+def test_plain_buffer_path_matches_the_general_path() -> None:
+    # no backslash: the whole-buffer CSV path; the same rows with one escape take the general path
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3000, 3)).astype(np.float32)
+    rows = [f"{i}\tname {i}\t[{','.join(repr(float(v)) for v in r)}]" for i, r in enumerate(x)]
+    data = ("\n".join(rows) + "\n").encode()
+    assert _decode_plain(data, *_PLAIN, "\t", "\\N", 1) is not None  # the path under test is taken
+    plain = decode_copy_text(data, *_PLAIN)
+    general = decode_copy_text(("\n".join(rows) + "\n9999\tlast\\ttab\t[1,2,3]\n").encode(), *_PLAIN)
+    assert plain.equals(general.slice(0, 3000))
+    assert np.array_equal(np.array(plain.column(2).to_pylist(), np.float32), x)
+    vector_first = decode_copy_text(b"[1,2,3]\t7\n[4,5,6e2]\t8\n", ["emb", "id"], [T.VECTOR, T.INT8],
+                                    [pa.list_(pa.float32(), 3), pa.int64()])
+    assert vector_first.to_pylist() == [{"emb": [1, 2, 3], "id": 7}, {"emb": [4, 5, 600], "id": 8}]
+
+
+@pytest.mark.parametrize(
+    ("data", "sqlstate", "column"),
+    [
+        (b"1\ta\t[1,2,3]\n2,5\tb\t[1,2]\n", "22P02", "id"),    # a comma in a scalar, a short vector
+        (b"1\ta,b\t[1,2]\n", "22000", "emb"),                  # a comma in text does not lend a dimension
+        (b"1\ta\t[1,[2,3]\n", "22P02", "emb"),
+        (b"1\ta\t[1,2,3]]\n", "22P02", "emb"),
+        (b"1\ta\t1,2,3]\n", "22P02", "emb"),
+        (b"1\ta\t[1,2,3]\n\n", "22P04", None),                 # an empty line
+        (b"1\ta\t[1,,3]\n", "22P02", "emb"),
+        (b"1\ta\t[1,inf,3]\n", "22000", "emb"),
+        (b"1\ta\t[1,2,3]\t4\n", "22P04", None),
+        (b"1\ta\n", "22P04", None),
+    ],
+)
+def test_plain_buffer_path_errors(data: bytes, sqlstate: str, column: str | None) -> None:
+    with pytest.raises(PgError) as e:
+        decode_copy_text(data, *_PLAIN)
+    assert e.value.sqlstate == sqlstate
+    where = e.value.where or ""
+    assert where.startswith("COPY line ")
+    if column is not None:
+        assert f"column {column}:" in where
+
+
+def test_plain_buffer_path_text_with_commas_and_custom_null() -> None:
+    out = decode_copy_text(b"1\ta, [b]\t[1,2,3]\n2\tNULL\t[4,5,6]\n", *_PLAIN, null="NULL")
+    assert out.to_pylist() == [{"id": 1, "n": "a, [b]", "emb": [1, 2, 3]}, {"id": 2, "n": None, "emb": [4, 5, 6]}]
+    spaced = decode_copy_text(b"1\ta\t[1, 2, 3]\n", *_PLAIN)
+    assert spaced.column(2).to_pylist() == [[1, 2, 3]]
