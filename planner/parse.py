@@ -17,7 +17,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
 
-from planner import copy
+from planner import copy, cursor
 from planner.dialect import SqlVec
 from planner.errors import SqlError
 
@@ -76,6 +76,7 @@ _UTILITY_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
                     r"(?P<statement>(?:SELECT|WITH|VALUES|TABLE)\b.*)$"),
         # storage needs neither: deleted rows are masked and compacted by storage, statistics are exact
         ("maintenance", r"^(?P<command>VACUUM|ANALYZE|ANALYSE)\b(?P<rest>.*)$"),
+        *cursor.PATTERNS,  # DECLARE ... CURSOR FOR, FETCH / MOVE, CLOSE: read by planner.cursor
         # sqlglot parses one name only; the planner turns this into a DropIndex plan
         ("drop_index", rf"^DROP\s+INDEX\s+(?P<concurrently>CONCURRENTLY\s+)?(?P<ie>IF\s+EXISTS\s+)?"
                        rf"(?P<names>{_NAME}(?:\s*,\s*{_NAME})*)(?:\s+(?P<behaviour>CASCADE|RESTRICT))?$"),

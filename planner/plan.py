@@ -240,4 +240,5 @@ class UtilityPlan(Plan):
 
     @property
     def returns_rows(self) -> bool:  # type: ignore[override]
-        return self.utility.kind in ("show", "explain")
+        return self.utility.kind in ("show", "explain") or (
+            self.utility.kind == "fetch" and self.utility.args["command"].upper() == "FETCH")

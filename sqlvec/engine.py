@@ -24,6 +24,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from planner import arrays
+from planner import cursor as cursor_sql
 from planner import parse as parser
 from planner.dialect import DUCKDB_MACROS
 from planner.errors import SqlError
@@ -31,6 +32,7 @@ from planner.plan import CopyFrom, CopyTo, Plan, UtilityPlan, VectorRange, Vecto
 from planner.planner import plan as make_plan
 from sqlvec import execute as X
 from sqlvec import modify
+from sqlvec import cursors as C
 from sqlvec import statement as S
 from sqlvec import vector_search as V
 from sqlvec.results import describe
@@ -196,6 +198,7 @@ class Execution:
         self._columns: list[ColumnDesc] | None = None
         self._offset = 0
         self._tag = ""
+        self.binary = False  # rows of a BINARY cursor's FETCH: sent in binary by the simple query protocol
         self.copy_in: CopySink | None = None
         self.copy_in_columns = 0
         self.copy_in_binary = False
@@ -233,6 +236,7 @@ class Execution:
         result = s.guarded(lambda: s.run_statement(self.statement, self.client_oids, self.params),
                            implicit_last=self.last_of_implicit)
         self._rows, self._tag = result.rows, result.tag
+        self.binary = result.binary
         if result.rows is not None:
             self._columns = describe(result.rows.schema, result.names, result.column_types)
             if not self._tag:
@@ -324,6 +328,7 @@ class Session:
         self.deallocations: list[str] = []
         self.cancelled = threading.Event()
         self.last_search: list[tuple] | None = None  # how the last vector top-k ran, per segment
+        self.cursors: dict[str, C.Cursor] = {}  # DECLAREd, by name
         self._first_report = True
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone='UTC'")
@@ -376,6 +381,9 @@ class Session:
 
     def close(self) -> None:
         self.txn = None
+        for c in self.cursors.values():
+            c.close()
+        self.cursors.clear()
         try:
             self.con.close()
         except Exception:  # noqa: BLE001
@@ -469,6 +477,7 @@ class Session:
 
     def fail(self) -> None:
         if self.implicit:
+            self._end_cursors(self.txn, committed=False)
             self.txn = None
             self.implicit = False
             self.settings.end_transaction()
@@ -482,7 +491,20 @@ class Session:
             try:
                 self.engine.commit(txn.storage_ops(), wait_indexes=txn.index_builds, cancelled=self.cancelled)
             except Exception as e:  # noqa: BLE001
+                self._end_cursors(txn, committed=False)
                 raise to_pg_error(e) from None
+        self._end_cursors(txn, committed=commit)
+
+    def _end_cursors(self, txn: Transaction | None, *, committed: bool) -> None:
+        """At the end of ``txn``: its cursors WITHOUT HOLD close; WITH HOLD ones stay open if it committed
+        (their snapshot is the one they read from the start) and close with it if it rolled back."""
+        for name, c in list(self.cursors.items()):
+            if c.txn is not None and c.txn is txn:
+                if c.hold and committed:
+                    c.txn = None
+                else:
+                    c.close()
+                    del self.cursors[name]
 
     def _check_failed(self, st: parser.Statement) -> None:
         if self.failed and not (st.utility and st.utility.kind in ("commit", "rollback", "rollback_to")) and not (
@@ -498,7 +520,19 @@ class Session:
             # EXPLAIN's parameters are its statement's: $1 has the type the statement gives it
             inner = self._explained(plan.utility.args)
             plan = dataclasses.replace(plan, param_oids=list(self.plan_for(inner, oids).param_oids))
+        elif isinstance(plan, UtilityPlan) and plan.utility.kind == "declare":
+            inner = self._declared(plan.utility.args)[1]  # its parameters are its query's
+            plan = dataclasses.replace(plan, param_oids=list(self.plan_for(inner, oids).param_oids))
         return plan
+
+    def _declared(self, args: dict) -> tuple[cursor_sql.Declare, parser.Statement]:
+        d = cursor_sql.declare(args)
+        statements = self.engine.parse(d.query)
+        if len(statements) != 1 or statements[0].ast is None or not isinstance(
+                statements[0].ast, (exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Values)):
+            first = d.query.split(None, 1)[0] if d.query.strip() else ""
+            raise PgError("42601", f'syntax error at or near "{first}"')
+        return d, statements[0]
 
     def _explained(self, args: dict) -> parser.Statement:
         statements = self.engine.parse(args["statement"])
@@ -530,6 +564,10 @@ class Session:
                 return None
             if plan.utility.kind == "explain":
                 return [ColumnDesc("QUERY PLAN", 25)]
+            if plan.utility.kind == "fetch":  # a cursor's columns, if it is open now (else NoData, as PostgreSQL)
+                name, _ = cursor_sql.fetch(plan.utility.args)
+                c = self.cursors.get(name)
+                return c.columns if c is not None else None
             result = self._run_utility(plan)  # SHOW: no side effects, and its shape depends on the name
             return describe(result.rows.schema, result.names, result.column_types)
         if not plan.returns_rows:
@@ -568,6 +606,8 @@ class Session:
         if isinstance(plan, UtilityPlan):
             if plan.utility.kind == "explain":
                 return self._u_explain(plan.utility.args, oids, params)
+            if plan.utility.kind == "declare":
+                return self._u_declare(plan.utility.args, oids, params)
             return self._run_utility(plan)
         if isinstance(plan, CopyFrom):
             raise PgError("08P01", "COPY FROM STDIN needs the COPY sub-protocol")
@@ -613,14 +653,21 @@ class Session:
         self.txn, self.failed, self.implicit = None, False, False
         self.settings.end_transaction()
         if failed:
+            self._end_cursors(txn, committed=False)
             return S.Result(None, "ROLLBACK")
         if txn.ops:
-            self.engine.commit(txn.storage_ops(), wait_indexes=txn.index_builds, cancelled=self.cancelled)
+            try:
+                self.engine.commit(txn.storage_ops(), wait_indexes=txn.index_builds, cancelled=self.cancelled)
+            except Exception:
+                self._end_cursors(txn, committed=False)
+                raise
+        self._end_cursors(txn, committed=True)
         return S.Result(None, "COMMIT")
 
     def _u_rollback(self, args: dict) -> S.Result:
         if self.txn is None:
             self._notice("25P01", "there is no transaction in progress")
+        self._end_cursors(self.txn, committed=False)
         self.txn, self.failed, self.implicit = None, False, False
         self.settings.end_transaction()
         return S.Result(None, "ROLLBACK")
@@ -632,6 +679,63 @@ class Session:
         name = parser.unquote_identifier(args["name"])
         found = [i for i, (n, _) in enumerate(self.txn.savepoints) if n == name]
         return self.txn, (found[-1] if found else None), name
+
+    # -- cursors ----------------------------------------------------------------------------------
+
+    def _u_declare(self, args: dict, oids: Sequence[int], params: Sequence[Any]) -> S.Result:
+        d, st = self._declared(args)
+        if d.name in self.cursors:
+            raise PgError("42P03", f'cursor "{d.name}" already exists')
+        if not d.hold and self.txn is None:
+            raise PgError("25P01", "DECLARE CURSOR can only be used in transaction blocks")
+        plan = self.plan_for(st, oids)
+        ctx = self._context(params)
+        names, types = getattr(plan, "names", None), getattr(plan, "column_types", None)
+        iterator = _unlimited_vector_order(plan, ctx.catalog)
+        if iterator is not None:
+            source: Any = C.IteratorSource(V.VectorIterator(iterator, ctx))
+            names, types = iterator.projection.names, iterator.projection.column_types
+        elif type(plan).__name__ == "Query":
+            source = C.DuckSource(plan, ctx, self.con.cursor())
+        else:
+            result = X.execute(plan, ctx)
+            if result.rows is None:
+                raise PgError("42601", "DECLARE CURSOR must be a query that returns rows")
+            source = C.TableSource(result.rows)
+            names, types = result.names, result.column_types
+        columns = describe(source.schema, names, types)
+        self.cursors[d.name] = C.Cursor(d.name, source, columns, names, types, scroll=bool(d.scroll), hold=d.hold,
+                                        binary=d.binary, txn=self.txn)
+        return S.Result(None, "DECLARE CURSOR")
+
+    def _u_fetch(self, args: dict) -> S.Result:
+        name, motion = cursor_sql.fetch(args)
+        c = self.cursors.get(name)
+        if c is None:
+            raise PgError("34000", f'cursor "{name}" does not exist')
+        command = args["command"].upper()
+        rows, n = c.move(motion, fetch=command == "FETCH")
+        return S.Result(rows, f"{command} {n}", c.names, c.column_types, binary=c.binary)
+
+    def _u_close(self, args: dict) -> S.Result:
+        if args["name"].upper() == "ALL":
+            for c in self.cursors.values():
+                c.close()
+            self.cursors.clear()
+            return S.Result(None, "CLOSE CURSOR ALL")
+        name = cursor_sql.fetch({"command": "CLOSE", "rest": " " + args["name"]})[0]
+        c = self.cursors.pop(name, None)
+        if c is None:
+            raise PgError("34000", f'cursor "{name}" does not exist')
+        c.close()
+        return S.Result(None, "CLOSE CURSOR")
+
+    def cursor_columns(self, name: str) -> tuple[list[ColumnDesc], bool]:
+        """Describe of the portal a DECLAREd cursor is: (its columns, whether it is BINARY)."""
+        c = self.cursors.get(name)
+        if c is None:
+            raise PgError("34000", f'portal "{name}" does not exist')
+        return c.columns, c.binary
 
     def _u_savepoint(self, args: dict) -> S.Result:
         txn, _, name = self._savepoint(args, "SAVEPOINT")
@@ -842,3 +946,18 @@ def _maintenance_tables(rest: str) -> list[str]:
             names.append(name[1:-1].replace('""', '"') if name.startswith('"') else name.lower())
     return names
 
+
+def _unlimited_vector_order(plan: Plan, catalog: Any) -> VectorTopK | None:
+    """``SELECT ... ORDER BY vector <op> q`` without a LIMIT, as the VectorTopK a LIMIT would make of it
+    (the cursor then iterates every row in that order); else None."""
+    from planner.plan import Query
+    from planner.rules.recognise_vector_topk import recognise_vector_topk
+
+    if not isinstance(plan, Query) or not isinstance(plan.ast, exp.Select):
+        return None
+    if plan.ast.args.get("limit") is not None or plan.ast.args.get("order") is None:
+        return None
+    limited = dataclasses.replace(plan, ast=plan.ast.copy().limit(1))
+    limited.param_oids = plan.param_oids
+    found = recognise_vector_topk(limited, catalog)
+    return found if isinstance(found, VectorTopK) else None

@@ -44,6 +44,7 @@ class Result:
     tag: str
     names: dict[int, str] | None = None
     column_types: dict | None = None
+    binary: bool = False  # FETCH from a BINARY cursor
 
 
 

@@ -161,55 +161,121 @@ def run_vector_topk(plan: VectorTopK, ctx: StatementContext) -> Result:
         rows = _plain_winners(plan, parts[0], pos, dist)
         if rows is not None:
             return Result(rows, "", plan.projection.names, plan.projection.column_types)
-    chosen: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (part index, positions, dists, rowids)
-    null_rows: list[tuple[int, np.ndarray, np.ndarray]] = []
-    for i, (part, (pos, dist, nulls, _)) in enumerate(zip(parts, found)):
-        rowids = part.data.column(ROWID).to_numpy()
-        if pos is not None:
-            chosen.append((i, pos, dist, rowids[pos]))
-        if nulls is not None and len(nulls):
-            null_rows.append((i, nulls, rowids[nulls]))
-    ctx.check_cancel()
-    part_idx = np.concatenate([np.full(len(c[1]), c[0]) for c in chosen]) if chosen else np.zeros(0, int)
-    positions = np.concatenate([c[1] for c in chosen]) if chosen else np.zeros(0, np.int64)
-    dists = np.concatenate([c[2] for c in chosen]) if chosen else np.zeros(0)
-    rowids = np.concatenate([c[3] for c in chosen]) if chosen else np.zeros(0, np.int64)
-    nan = np.isnan(dists)
-    order = np.lexsort((rowids, np.where(nan, 0.0, dists), nan))[:want]
-    part_idx, positions, dists, rowids = part_idx[order], positions[order], dists[order], rowids[order]
-    has_dist = np.ones(len(order), bool)
-    if len(order) < want and null_rows:
-        n_idx = np.concatenate([np.full(len(r[1]), r[0]) for r in null_rows])
-        n_pos = np.concatenate([r[1] for r in null_rows])
-        n_ids = np.concatenate([r[2] for r in null_rows])
-        o = np.argsort(n_ids, kind="stable")[: want - len(order)]
-        part_idx = np.concatenate([part_idx, n_idx[o]])
-        positions = np.concatenate([positions, n_pos[o]])
-        dists = np.concatenate([dists, np.zeros(len(o))])
-        rowids = np.concatenate([rowids, n_ids[o]])
-        has_dist = np.concatenate([has_dist, np.zeros(len(o), bool)])
+    ranked = _Ranked.merge(parts, found, want)
     sl = slice(offset, offset + limit if limit >= 0 else None)
-    part_idx, positions, dists, rowids, has_dist = (a[sl] for a in (part_idx, positions, dists, rowids, has_dist))
-    names = [c.name for c in schema.columns]
-    if len(np.unique(part_idx)) == 1:
-        winners = parts[int(part_idx[0])].data.select(names).take(pa.array(positions))
-    elif len(part_idx):
-        pieces = []
-        for i in np.unique(part_idx):
-            sel = part_idx == i
-            pieces.append(parts[i].data.select(names).take(pa.array(positions[sel])))
-        winners = concat(pieces)
-        # concat grouped rows by part; restore the merged order
-        regroup = np.concatenate([np.flatnonzero(part_idx == i) for i in np.unique(part_idx)])
-        winners = winners.take(pa.array(np.argsort(regroup, kind="stable")))
-    else:
-        winners = schema.arrow_schema().empty_table()
-    winners = winners.append_column(DUCK_ROWID, pa.array(rowids, pa.int64()))
-    winners = winners.append_column(DISTANCE, pa.array(dists, pa.float64(), mask=~has_dist))
-    rows = _plain_projection(plan.projection, winners)
-    if rows is None:
-        rows = ctx.run_query(plan.projection, {"__topk": winners})
+    rows = ranked.project(plan, ctx, schema, sl)
     return Result(rows, "", plan.projection.names, plan.projection.column_types)
+
+
+@dataclasses.dataclass
+class _Ranked:
+    """Candidates of a top-k search over several parts, in result order: nearest first, NaN distances
+    after the rest, then rows whose vector is NULL (no distance); ties by row id."""
+
+    parts: list[Part]
+    part_idx: np.ndarray
+    positions: np.ndarray
+    dists: np.ndarray
+    rowids: np.ndarray
+    has_dist: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @classmethod
+    def merge(cls, parts: list[Part], found: list[tuple], want: int) -> _Ranked:
+        chosen: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (part index, positions, dists, rowids)
+        null_rows: list[tuple[int, np.ndarray, np.ndarray]] = []
+        for i, (part, (pos, dist, nulls, _)) in enumerate(zip(parts, found)):
+            rowids = part.data.column(ROWID).to_numpy()
+            if pos is not None:
+                chosen.append((i, pos, dist, rowids[pos]))
+            if nulls is not None and len(nulls):
+                null_rows.append((i, nulls, rowids[nulls]))
+        part_idx = np.concatenate([np.full(len(c[1]), c[0]) for c in chosen]) if chosen else np.zeros(0, int)
+        positions = np.concatenate([c[1] for c in chosen]) if chosen else np.zeros(0, np.int64)
+        dists = np.concatenate([c[2] for c in chosen]) if chosen else np.zeros(0)
+        rowids = np.concatenate([c[3] for c in chosen]) if chosen else np.zeros(0, np.int64)
+        if len(chosen) > 1:
+            nan = np.isnan(dists)
+            order = np.lexsort((rowids, np.where(nan, 0.0, dists), nan))[:want]
+            part_idx, positions, dists, rowids = part_idx[order], positions[order], dists[order], rowids[order]
+        else:  # one part's search answers in result order already
+            part_idx, positions, dists, rowids = part_idx[:want], positions[:want], dists[:want], rowids[:want]
+        has_dist = np.ones(len(positions), bool)
+        if len(positions) < want and null_rows:
+            n_idx = np.concatenate([np.full(len(r[1]), r[0]) for r in null_rows])
+            n_pos = np.concatenate([r[1] for r in null_rows])
+            n_ids = np.concatenate([r[2] for r in null_rows])
+            o = np.argsort(n_ids, kind="stable")[: want - len(positions)]
+            part_idx = np.concatenate([part_idx, n_idx[o]])
+            positions = np.concatenate([positions, n_pos[o]])
+            dists = np.concatenate([dists, np.zeros(len(o))])
+            rowids = np.concatenate([rowids, n_ids[o]])
+            has_dist = np.concatenate([has_dist, np.zeros(len(o), bool)])
+        return cls(parts, part_idx, positions, dists, rowids, has_dist)
+
+    def project(self, plan: VectorTopK, ctx: StatementContext, schema: TableSchema, sl: slice) -> pa.Table:
+        """The select list over the candidates ``sl``, in their order."""
+        part_idx, positions, dists, rowids, has_dist = (
+            a[sl] for a in (self.part_idx, self.positions, self.dists, self.rowids, self.has_dist))
+        parts = self.parts
+        names = [c.name for c in schema.columns]
+        if len(np.unique(part_idx)) == 1:
+            winners = parts[int(part_idx[0])].data.select(names).take(pa.array(positions))
+        elif len(part_idx):
+            pieces = []
+            for i in np.unique(part_idx):
+                sel = part_idx == i
+                pieces.append(parts[i].data.select(names).take(pa.array(positions[sel])))
+            winners = concat(pieces)
+            # concat grouped rows by part; restore the merged order
+            regroup = np.concatenate([np.flatnonzero(part_idx == i) for i in np.unique(part_idx)])
+            winners = winners.take(pa.array(np.argsort(regroup, kind="stable")))
+        else:
+            winners = schema.arrow_schema().empty_table()
+        winners = winners.append_column(DUCK_ROWID, pa.array(rowids, pa.int64()))
+        winners = winners.append_column(DISTANCE, pa.array(dists, pa.float64(), mask=~has_dist))
+        rows = _plain_projection(plan.projection, winners)
+        if rows is None:
+            rows = ctx.run_query(plan.projection, {"__topk": winners})
+        return rows
+
+
+class VectorIterator:
+    """Every row of a ``VectorTopK`` plan (its LIMIT ignored), nearest first, a slice at a time: the
+    rows of a cursor declared ``FOR SELECT ... ORDER BY embedding <-> q`` without a LIMIT.
+
+    The search runs once, exactly, over the snapshot ``ctx`` was given (its filter applied): what is
+    kept between slices is each candidate's part, position, row id and distance (32 bytes a row), so
+    every FETCH continues where the last one stopped and no row is lost or repeated whatever others
+    write meanwhile. The order is the exact one, so the rows iterated equal an exact search's."""
+
+    def __init__(self, plan: VectorTopK, ctx: StatementContext) -> None:
+        self.plan, self.ctx = plan, ctx
+        self.schema = ctx.schema(plan.table)
+        q = _query_vector(plan, ctx)
+        parts = ctx.parts(plan.table)
+        everything = 1 << 62
+        found = _search_parts(plan, ctx, parts, _SegmentSearch(plan, ctx, q, everything, []), parallel=q is not None)
+        ctx.report_search([f[3] for f in found])
+        self._ranked = _Ranked.merge(parts, found, everything)
+        self._offset = 0
+
+    def __len__(self) -> int:
+        return len(self._ranked)
+
+    def empty(self) -> pa.Table:
+        """No rows, with the result's columns."""
+        return self._ranked.project(self.plan, self.ctx, self.schema, slice(0, 0))
+
+    def read(self, n: int) -> pa.Table | None:
+        """The next ``n`` rows, projected; None when every row was read."""
+        if self._offset >= len(self._ranked):
+            return None
+        sl = slice(self._offset, min(self._offset + n, len(self._ranked)))
+        self._offset = sl.stop
+        return self._ranked.project(self.plan, self.ctx, self.schema, sl)
 
 
 def run_vector_range(plan: VectorRange, ctx: StatementContext) -> Result:

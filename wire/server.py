@@ -709,7 +709,8 @@ class Connection:
             await self._copy_in(shape)
             return
         columns = shape.columns
-        formats = [0] * len(columns) if columns is not None else []
+        binary = 1 if getattr(execution, "binary", False) else 0  # FETCH from a BINARY cursor
+        formats = [binary] * len(columns) if columns is not None else []
         if columns is not None:
             self.send(_row_description(columns, formats))
         _, tag, parameters = await self._send_rows(execution, columns, formats, 0, prefetched)
@@ -1010,8 +1011,10 @@ class Connection:
             self.send(_row_description(columns, formats) if columns is not None else codec.NO_DATA)
         else:
             portal = self.portals.get(msg.name)
-            if portal is None:
-                raise PgError("34000", f'portal "{msg.name}" does not exist')
+            if portal is None:  # a cursor DECLAREd by SQL is a portal too (psycopg describes its named cursors)
+                columns, binary = await self.call(self.active_session.cursor_columns, msg.name)
+                self.send(_row_description(columns, [1 if binary else 0] * len(columns)))
+                return
             self.send(_portal_description(portal))
 
     @_extended_step

@@ -205,6 +205,10 @@ class Session(Protocol):
         """Names of prepared statements that SQL ``DEALLOCATE name`` dropped since the last call;
         ``["*"]`` for ``DEALLOCATE ALL``. wire forgets them (a later Parse may reuse the names)."""
 
+    def cursor_columns(self, name: str) -> tuple[list[ColumnDesc], bool]:
+        """Describe of a portal wire does not know: a cursor SQL DECLAREd (psycopg describes its named
+        cursors so). Its columns, and whether it is BINARY; PgError 34000 if there is none."""
+
     def cancel(self) -> None:
         """CancelRequest: abort the running statement with 57014. Called from another thread."""
 
