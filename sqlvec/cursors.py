@@ -111,6 +111,21 @@ class IteratorSource:
         self._it = None
 
 
+class ExecutionSource:
+    """The rest of a protocol portal's rows (an :class:`sqlvec.engine.Execution`)."""
+
+    def __init__(self, execution: Any) -> None:
+        self._execution = execution
+        self.schema = execution.schema
+
+    def read(self, n: int) -> pa.Table | None:
+        batch = self._execution.fetch(n)
+        return None if batch is None or batch.num_rows == 0 else pa.Table.from_batches([batch])
+
+    def close(self) -> None:
+        pass  # the portal stays open: Close or the end of the transaction closes it
+
+
 def _forward_only() -> PgError:
     return PgError("55000", "cursor can only scan forward", hint="Declare it with SCROLL option to enable backward scan.")
 

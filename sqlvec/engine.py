@@ -199,6 +199,8 @@ class Execution:
         self._offset = 0
         self._tag = ""
         self.binary = False  # rows of a BINARY cursor's FETCH: sent in binary by the simple query protocol
+        self.names: dict | None = None
+        self.column_types: dict | None = None
         self.copy_in: CopySink | None = None
         self.copy_in_columns = 0
         self.copy_in_binary = False
@@ -237,10 +239,17 @@ class Execution:
                            implicit_last=self.last_of_implicit)
         self._rows, self._tag = result.rows, result.tag
         self.binary = result.binary
+        self.names, self.column_types = result.names, result.column_types
         if result.rows is not None:
             self._columns = describe(result.rows.schema, result.names, result.column_types)
             if not self._tag:
                 self._tag = f"SELECT {result.rows.num_rows}"
+
+    @property
+    def schema(self) -> pa.Schema:
+        self._run()
+        assert self._rows is not None
+        return self._rows.schema
 
     @property
     def columns(self) -> list[ColumnDesc] | None:
@@ -329,6 +338,7 @@ class Session:
         self.cancelled = threading.Event()
         self.last_search: list[tuple] | None = None  # how the last vector top-k ran, per segment
         self.cursors: dict[str, C.Cursor] = {}  # DECLAREd, by name
+        self.find_portal: Any = None  # set by wire: name -> the Execution of a protocol portal, or None
         self._first_report = True
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone='UTC'")
@@ -712,6 +722,8 @@ class Session:
         name, motion = cursor_sql.fetch(args)
         c = self.cursors.get(name)
         if c is None:
+            c = self._portal_cursor(name)
+        if c is None:
             raise PgError("34000", f'cursor "{name}" does not exist')
         command = args["command"].upper()
         rows, n = c.move(motion, fetch=command == "FETCH")
@@ -729,6 +741,16 @@ class Session:
             raise PgError("34000", f'cursor "{name}" does not exist')
         c.close()
         return S.Result(None, "CLOSE CURSOR")
+
+    def _portal_cursor(self, name: str) -> C.Cursor | None:
+        """A protocol portal (Bind with a name, as asyncpg's cursors make) moved by SQL FETCH / MOVE: read
+        forward from where its Executes left it (its position is not kept, so ABSOLUTE is refused too)."""
+        execution = self.find_portal(name) if self.find_portal is not None else None
+        if execution is None or execution.columns is None:
+            return None
+        source = C.ExecutionSource(execution)
+        return C.Cursor(name, source, execution.columns, execution.names, execution.column_types, scroll=False,
+                        hold=False, binary=False, txn=self.txn)
 
     def cursor_columns(self, name: str) -> tuple[list[ColumnDesc], bool]:
         """Describe of the portal a DECLAREd cursor is: (its columns, whether it is BINARY)."""

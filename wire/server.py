@@ -324,6 +324,11 @@ class Connection:
         self._copy_sink: CopyInSink | None = None
         self._batch_rows = server.batch_rows
 
+    def _portal_execution(self, name: str) -> Any:
+        """The Execution of the protocol portal ``name`` (None if none): read from the worker thread."""
+        portal = self.portals.get(name) if name else None
+        return portal.execution if portal is not None else None
+
     @property
     def active_session(self) -> Session:
         """The session, once startup has opened it (every handler after startup)."""
@@ -553,6 +558,8 @@ class Connection:
                                                               startup)
         session: Session = await asyncio.shield(self._opening)
         self.session = session
+        if hasattr(session, "find_portal"):  # SQL FETCH / MOVE may name a protocol portal (asyncpg's cursors)
+            session.find_portal = self._portal_execution
         self._opening = self._inflight = None
         reported = await self.call(session.take_parameter_changes)
         for name, value in {**{k: v for k, v in PROTOCOL_PARAMETERS.items() if k not in reported},
