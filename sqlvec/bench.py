@@ -32,6 +32,9 @@ Phases (--phases, comma-separated; default copy..sweep; "all" adds filtered and 
                 short_frac, the fraction of queries returning fewer than min(10, matching) rows (an index
                 that filters after its search, as pgvector's do, can return fewer rows than LIMIT), and plan
                 (EXPLAIN of the first query, compacted)
+  cursors       copy and the cursor phases of sqlvec/bench_cursors.py: cursor_fetch (every row by FETCH 1000
+                in a transaction, rows/s and the server's peak RSS), cursor_vector (--iterate-rows rows of
+                an ORDER BY distance cursor without LIMIT, rows/s and peak RSS)
   writes        copy and the write phases of sqlvec/bench_writes.py, on a table of their own: copy_binary,
                 upsert_batch (in one transaction, HNSW index present), upsert_autocommit (one statement per
                 commit), count (SELECT count(*) p50 ms, exact or not), updated (recall and QPS after 20% of
@@ -75,11 +78,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlvec import bench_ann, bench_data, bench_report, bench_writes
+from sqlvec import bench_ann, bench_cursors, bench_data, bench_report, bench_writes
 
 DEFAULT_PHASES = ("copy", "insert_multi", "executemany", "rss", "exact_topk", "index", "sweep")
-PHASES = DEFAULT_PHASES + ("filtered", "range") + bench_writes.PHASES
+PHASES = DEFAULT_PHASES + ("filtered", "range") + bench_writes.PHASES + bench_cursors.PHASES
 WRITES = ("copy",) + bench_writes.PHASES  # --phases writes
+CURSORS = ("copy",) + bench_cursors.PHASES  # --phases cursors
 INDEX_PHASES = {"index", "sweep", "filtered", "range"}  # the phases that build each --indexes spec
 FILTER_CUTS = (1, 10)  # filtered phase: bucket < 1 (1% of the rows), bucket < 10 (10%)
 TABLE = "bench_vectors"
@@ -113,6 +117,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "or all (default: all but filtered, range and the write phases)")
     w.add_argument("--batch", type=int, default=1000, help="rows per multi-row INSERT")
     w.add_argument("--executemany-rows", type=int, default=20_000, help="rows for the executemany phase")
+    w.add_argument("--iterate-rows", type=int, default=50_000,
+                   help="rows the cursor_vector phase reads from its vector iterator (default 50000)")
     w.add_argument("--upsert-rows", type=int, default=10_000, help="upserts in one transaction (default 10000)")
     w.add_argument("--autocommit-rows", type=int, default=1000,
                    help="upserts one autocommit statement each (default 1000)")
@@ -230,7 +236,7 @@ def run(args: argparse.Namespace, work: bench_data.Workload, system: System) -> 
     _emit({**label, "phase": "server", "server": system.server, "dsn": system.dsn.split(" password=")[0],
            "cores": cores(), **work.describe()}, results)
     texts = work.texts
-    needs_table = bool(phases & ({"copy", "rss", "exact_topk"} | INDEX_PHASES))
+    needs_table = bool(phases & ({"copy", "rss", "exact_topk"} | INDEX_PHASES | set(bench_cursors.PHASES)))
     pool: bench_ann.ClientPool | None = None
     extra: list[Extra] = []
     with psycopg.connect(system.dsn, autocommit=True) as c:
@@ -291,6 +297,9 @@ def run(args: argparse.Namespace, work: bench_data.Workload, system: System) -> 
                 _emit({**label, "phase": "rss", "rss_mb": _rss_mb(system.pid)}, results)
             for t in ("bench_multi", "bench_many"):
                 c.execute(f"DROP TABLE IF EXISTS {t}")
+            if phases & set(bench_cursors.PHASES):
+                bench_cursors.run(args, c, TABLE, work.query_texts[0], op, label, system.pid, _rss_mb,
+                                  lambda record: _emit(record, results))
             if phases & set(bench_writes.PHASES):
                 bench_writes.run(args, c, work, label, op, opclass, lambda record: _emit(record, results))
 
@@ -580,6 +589,8 @@ def _parse_args(args: argparse.Namespace) -> None:
         phases = list(PHASES)
     if "writes" in phases:
         phases = [p for p in phases if p != "writes"] + [p for p in WRITES if p not in phases]
+    if "cursors" in phases:
+        phases = [p for p in phases if p != "cursors"] + [p for p in CURSORS if p not in phases]
     unknown = [p for p in phases if p not in PHASES]
     if unknown:
         raise SystemExit(f"--phases: unknown {', '.join(unknown)} (known: {', '.join(PHASES)})")

@@ -55,8 +55,13 @@ class TableSource:
 class DuckSource:
     """A Query plan run by DuckDB on a connection of its own, read a record batch at a time."""
 
-    def __init__(self, plan: Any, ctx: StatementContext, con: duckdb.DuckDBPyConnection) -> None:
-        self._con = con
+    def __init__(self, plan: Any, ctx: StatementContext, con: duckdb.DuckDBPyConnection,
+                 running: set | None = None) -> None:
+        """``running``: a set the connection is in while the source is open (for cancelling it)."""
+        self.con = self._con = con
+        self._running = running
+        if running is not None:
+            running.add(con)
         ctx.con = con
         ctx.register_tables(plan)
         sql, used = duckdb_sql(plan.ast)
@@ -65,7 +70,7 @@ class DuckSource:
             rel = con.sql(sql, params=values) if values else con.sql(sql)
             self._reader: pa.RecordBatchReader | None = rel.to_arrow_reader(READ_ROWS)
         except duckdb.Error as e:
-            con.close()
+            self.close()
             raise duckdb_error(e) from None
         self.schema = self._reader.schema
 
@@ -90,8 +95,14 @@ class DuckSource:
             return None
         return pa.Table.from_batches(batches, schema=self.schema)
 
+    @property
+    def exhausted(self) -> bool:
+        return self._reader is None
+
     def close(self) -> None:
         self._reader = None
+        if self._running is not None:
+            self._running.discard(self._con)
         try:
             self._con.close()
         except duckdb.Error:
@@ -127,7 +138,8 @@ class ExecutionSource:
 
 
 def _forward_only() -> PgError:
-    return PgError("55000", "cursor can only scan forward", hint="Declare it with SCROLL option to enable backward scan.")
+    return PgError("55000", "cursor can only scan forward",
+                   hint="Declare it with SCROLL option to enable backward scan.")
 
 
 class Cursor:

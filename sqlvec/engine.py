@@ -30,9 +30,9 @@ from planner.dialect import DUCKDB_MACROS
 from planner.errors import SqlError
 from planner.plan import CopyFrom, CopyTo, Plan, UtilityPlan, VectorRange, VectorTopK
 from planner.planner import plan as make_plan
+from sqlvec import cursors as C
 from sqlvec import execute as X
 from sqlvec import modify
-from sqlvec import cursors as C
 from sqlvec import statement as S
 from sqlvec import vector_search as V
 from sqlvec.results import describe
@@ -201,6 +201,8 @@ class Execution:
         self.binary = False  # rows of a BINARY cursor's FETCH: sent in binary by the simple query protocol
         self.names: dict | None = None
         self.column_types: dict | None = None
+        self._stream: C.DuckSource | None = None  # the rest of a result DuckDB streams (a large SELECT)
+        self._returned = 0
         self.copy_in: CopySink | None = None
         self.copy_in_columns = 0
         self.copy_in_binary = False
@@ -235,14 +237,15 @@ class Execution:
         s = self.session
         if self.extended:
             s.begin_implicit()
-        result = s.guarded(lambda: s.run_statement(self.statement, self.client_oids, self.params),
+        result = s.guarded(lambda: s.run_statement(self.statement, self.client_oids, self.params, stream=True),
                            implicit_last=self.last_of_implicit)
         self._rows, self._tag = result.rows, result.tag
+        self._stream = result.more
         self.binary = result.binary
         self.names, self.column_types = result.names, result.column_types
         if result.rows is not None:
             self._columns = describe(result.rows.schema, result.names, result.column_types)
-            if not self._tag:
+            if not self._tag and self._stream is None:
                 self._tag = f"SELECT {result.rows.num_rows}"
 
     @property
@@ -262,30 +265,47 @@ class Execution:
         self._run()
         if self._rows is None:
             return None
+        if self._offset >= self._rows.num_rows and self._stream is not None:
+            self._next_piece(max_rows)
         remaining = self._rows.num_rows - self._offset
         n = remaining if max_rows <= 0 else min(max_rows, remaining)
         if n <= 0:
             return None
         piece = self._rows.slice(self._offset, n).combine_chunks()
         self._offset += n
+        self._returned += n
         batches = piece.to_batches()
         if not batches:
             return pa.RecordBatch.from_pylist([], schema=piece.schema)
         return batches[0] if len(batches) == 1 else pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
+    def _next_piece(self, max_rows: int) -> None:
+        """The next rows of a streamed result (its first piece came with the result)."""
+        stream = self._stream
+        assert stream is not None and self._rows is not None
+        piece = self.session.guarded(lambda: stream.read(max(max_rows, C.READ_ROWS)))
+        if piece is None:
+            self._stream = None
+            self._tag = self._tag or f"SELECT {self._returned}"
+            piece = self._rows.slice(0, 0)
+        self._rows, self._offset = piece, 0
+
     @property
     def done(self) -> bool:
         if not self._ran:
             return False
-        return self._rows is None or self._offset >= self._rows.num_rows
+        return self._rows is None or (self._offset >= self._rows.num_rows and self._stream is None)
 
     @property
     def command_tag(self) -> str:
-        return self._tag
+        return self._tag or f"SELECT {self._returned}"
 
     def close(self) -> None:
         self._closed = True
         self._rows = None
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
 
 class CopySink:
@@ -338,6 +358,7 @@ class Session:
         self.cancelled = threading.Event()
         self.last_search: list[tuple] | None = None  # how the last vector top-k ran, per segment
         self.cursors: dict[str, C.Cursor] = {}  # DECLAREd, by name
+        self._streams: set[duckdb.DuckDBPyConnection] = set()  # connections of DuckDB results being read
         self.find_portal: Any = None  # set by wire: name -> the Execution of a protocol portal, or None
         self._first_report = True
         self.con = duckdb.connect()
@@ -384,10 +405,11 @@ class Session:
 
     def cancel(self) -> None:
         self.cancelled.set()
-        try:
-            self.con.interrupt()
-        except Exception:  # noqa: BLE001 - nothing running is fine
-            pass
+        for con in [self.con, *list(self._streams)]:
+            try:
+                con.interrupt()
+            except Exception:  # noqa: BLE001 - nothing running is fine
+                pass
 
     def close(self) -> None:
         self.txn = None
@@ -610,7 +632,10 @@ class Session:
             return describe(rows.schema, returning.names, returning.column_types)
         return None
 
-    def run_statement(self, st: parser.Statement, oids: Sequence[int], params: Sequence[Any]) -> S.Result:
+    def run_statement(self, st: parser.Statement, oids: Sequence[int], params: Sequence[Any], *,
+                      stream: bool = False) -> S.Result:
+        """``stream``: a query DuckDB runs may come back as its first rows, with ``more`` the rest to
+        read (a source on a DuckDB connection of its own), so a large result is never whole in memory."""
         self._check_failed(st)
         plan = self.plan_for(st, oids)
         if isinstance(plan, UtilityPlan):
@@ -621,10 +646,20 @@ class Session:
             return self._run_utility(plan)
         if isinstance(plan, CopyFrom):
             raise PgError("08P01", "COPY FROM STDIN needs the COPY sub-protocol")
+        if stream and type(plan).__name__ == "Query":
+            return self._streamed(plan, params)
         retryable = modify.retryable_errors(plan) if self.txn is None else ()
         if retryable:  # a write outside a transaction block: run again if a concurrent commit came first
             return modify.run_retrying(lambda: X.execute(plan, self._context(params)), retryable)
         return X.execute(plan, self._context(params))
+
+    def _streamed(self, plan: Any, params: Sequence[Any]) -> S.Result:
+        source = C.DuckSource(plan, self._context(params), self.con.cursor(), self._streams)
+        first = source.read(C.READ_ROWS)
+        rows = first if first is not None else source.schema.empty_table()
+        if source.exhausted:
+            return S.Result(rows, "", plan.names, plan.column_types)
+        return S.Result(rows, "", plan.names, plan.column_types, more=source)
 
     def open_copy(self, plan: CopyFrom) -> X.CopyLoad:
         if self.failed:
@@ -706,7 +741,7 @@ class Session:
             source: Any = C.IteratorSource(V.VectorIterator(iterator, ctx))
             names, types = iterator.projection.names, iterator.projection.column_types
         elif type(plan).__name__ == "Query":
-            source = C.DuckSource(plan, ctx, self.con.cursor())
+            source = C.DuckSource(plan, ctx, self.con.cursor(), self._streams)
         else:
             result = X.execute(plan, ctx)
             if result.rows is None:

@@ -45,6 +45,7 @@ class Result:
     names: dict[int, str] | None = None
     column_types: dict | None = None
     binary: bool = False  # FETCH from a BINARY cursor
+    more: Any = None  # the rest of a streamed result: a source of record batches (sqlvec.cursors)
 
 
 

@@ -1019,7 +1019,10 @@ class Connection:
         else:
             portal = self.portals.get(msg.name)
             if portal is None:  # a cursor DECLAREd by SQL is a portal too (psycopg describes its named cursors)
-                columns, binary = await self.call(self.active_session.cursor_columns, msg.name)
+                describe_cursor = getattr(self.active_session, "cursor_columns", None)
+                if describe_cursor is None:
+                    raise PgError("34000", f'portal "{msg.name}" does not exist')
+                columns, binary = await self.call(describe_cursor, msg.name)
                 self.send(_row_description(columns, [1 if binary else 0] * len(columns)))
                 return
             self.send(_portal_description(portal))

@@ -206,7 +206,7 @@ class Session(Protocol):
         ``["*"]`` for ``DEALLOCATE ALL``. wire forgets them (a later Parse may reuse the names)."""
 
     def cursor_columns(self, name: str) -> tuple[list[ColumnDesc], bool]:
-        """Describe of a portal wire does not know: a cursor SQL DECLAREd (psycopg describes its named
+        """Optional. Describe of a portal wire does not know: a cursor SQL DECLAREd (psycopg describes its named
         cursors so). Its columns, and whether it is BINARY; PgError 34000 if there is none."""
 
     def cancel(self) -> None:

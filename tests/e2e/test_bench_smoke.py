@@ -153,3 +153,15 @@ def test_bench_write_phases(tmp_path: Path) -> None:
     assert updated["updated_rows"] == 400
     assert 0.0 <= updated["recall_before"] <= 1.0 and 0.0 <= updated["recall_after"] <= 1.0
     assert "| upsert_batch | rows_per_s |" in out.stdout
+
+
+def test_bench_cursor_phases(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "sqlvec", "bench", "--rows", "3000", "--dim", "8", "--queries", "5",
+           "--phases", "cursors", "--iterate-rows", "2500"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    records = {r["phase"]: r for r in (json.loads(x) for x in out.stdout.splitlines() if x.startswith("{"))}
+    assert records["cursor_fetch"]["rows"] == 3000 and records["cursor_fetch"]["rows_per_s"] > 0
+    vector = records["cursor_vector"]
+    assert vector["rows"] == 2500 and vector["in_order"] is True
+    assert vector["rss_peak_mb"] is None or vector["rss_peak_mb"] >= vector["rss_before_mb"]

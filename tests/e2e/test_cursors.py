@@ -356,7 +356,7 @@ def test_named_cursor_over_200k_rows(conn, table_name):
     with conn.transaction(), conn.cursor("big") as cur:
         cur.itersize = 2000
         cur.execute(f"SELECT id, v FROM {table_name}")
-        for i, v in cur:
+        for i, _v in cur:
             total += i
             count += 1
     assert count == n and total == n * (n - 1) // 2
