@@ -4,7 +4,8 @@
                  until it is empty (every row, in batches of 1,000), in one transaction; rows/s
   cursor_vector  DECLARE v CURSOR FOR SELECT id, embedding <op> q AS d FROM bench_items ORDER BY
                  embedding <op> q (no LIMIT: a vector iterator), then FETCH 1000 until --iterate-rows
-                 rows were read; rows/s, and whether the distances came back in order
+                 rows were read; rows/s, the DECLARE's seconds (the search), and whether the distances
+                 came back in order
 
 Each reports the server's resident memory before (rss_before_mb) and its peak while fetching
 (rss_peak_mb, sampled every 20 ms from /proc), when the server's pid is known.
@@ -62,7 +63,7 @@ def run(args: Any, c: Any, table: str, query_text: str, op: str, label: dict, pi
                     if got < BATCH:
                         break
             seconds = time.perf_counter() - t0
-        emit({**label, "phase": "cursor_fetch", "rows": rows, "rows_per_s": round(rows / seconds),
+        emit({**label, "phase": "cursor_fetch", "fetched": rows, "rows_per_s": round(rows / seconds),
               "seconds": round(seconds, 3), "rss_before_mb": rss.before, "rss_peak_mb": rss.peak})
     if "cursor_vector" in phases:
         want = args.iterate_rows
@@ -74,6 +75,7 @@ def run(args: Any, c: Any, table: str, query_text: str, op: str, label: dict, pi
             with c.transaction():
                 c.execute(f"DECLARE bench_v CURSOR FOR SELECT id, embedding {op} %s AS d FROM {table} "
                           f"ORDER BY embedding {op} %s", (query_text, query_text))
+                declare_s = time.perf_counter() - t0
                 while rows < want:
                     batch = c.execute(f"FETCH {min(BATCH, want - rows)} FROM bench_v").fetchall()
                     if not batch:
@@ -83,6 +85,6 @@ def run(args: Any, c: Any, table: str, query_text: str, op: str, label: dict, pi
                     last = batch[-1][1]
                     rows += len(batch)
             seconds = time.perf_counter() - t0
-        emit({**label, "phase": "cursor_vector", "rows": rows, "rows_per_s": round(rows / seconds),
-              "seconds": round(seconds, 3), "in_order": ordered, "rss_before_mb": rss.before,
+        emit({**label, "phase": "cursor_vector", "fetched": rows, "rows_per_s": round(rows / seconds),
+              "seconds": round(seconds, 3), "declare_s": round(declare_s, 3), "in_order": ordered, "rss_before_mb": rss.before,
               "rss_peak_mb": rss.peak})

@@ -79,6 +79,20 @@ def exact_distances(rows: np.ndarray, q: np.ndarray, metric: str) -> np.ndarray:
     raise ValueError(f"unknown metric {metric}")
 
 
+_EXACT_CHUNK = 1 << 16  # rows gathered and scored in float64 at a time: memory stays ~ CHUNK x dim x 16 bytes
+
+
+def _exact_in_chunks(matrix: np.ndarray, rows: np.ndarray, q: np.ndarray, metric: str) -> np.ndarray:
+    """``exact_distances(matrix[rows], q)`` a chunk of rows at a time."""
+    if len(rows) <= _EXACT_CHUNK:
+        return exact_distances(matrix[rows], q, metric)
+    out = np.empty(len(rows), np.float64)
+    for start in range(0, len(rows), _EXACT_CHUNK):
+        part = rows[start: start + _EXACT_CHUNK]
+        out[start: start + len(part)] = exact_distances(matrix[part], q, metric)
+    return out
+
+
 def _approximate(vm: VectorMatrix, positions: np.ndarray | None, q: np.ndarray, metric: str) -> np.ndarray:
     """float32 scores whose order matches the exact distances up to rounding."""
     m = vm.matrix if positions is None else vm.matrix[positions]
@@ -121,18 +135,18 @@ def topk(vm: VectorMatrix, allowed: np.ndarray | None, q: np.ndarray, k: int, me
         count = len(positions)
     if count == 0 or k <= 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float64)
-    approx = _approximate(vm, positions, q, metric)
-    approx = np.where(np.isnan(approx), np.inf, approx)
     # Re-score a margin beyond k so that float32 rounding cannot push a true neighbour out.
     m = min(count, max(4 * k + 32, k))
     if m < count:
+        approx = _approximate(vm, positions, q, metric)
+        approx = np.where(np.isnan(approx), np.inf, approx)
         cand = np.argpartition(approx, m - 1)[:m]
         boundary = approx[cand].max()
         cand = np.flatnonzero(approx <= boundary)  # keep every tie at the boundary
-    else:
-        cand = np.arange(count)
-    rows = cand if positions is None else positions[cand]
-    exact = exact_distances(vm.matrix[rows], q, metric)
+        rows = cand if positions is None else positions[cand]
+    else:  # every row is a candidate (a cursor ordering the whole table): no approximate pass
+        rows = np.arange(count) if positions is None else positions
+    exact = _exact_in_chunks(vm.matrix, rows, q, metric)
     nan = np.isnan(exact)
     order = np.lexsort((rows, np.where(nan, 0.0, exact), nan))[:k]
     return rows[order].astype(np.int64), exact[order]

@@ -161,7 +161,7 @@ def test_bench_cursor_phases(tmp_path: Path) -> None:
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     records = {r["phase"]: r for r in (json.loads(x) for x in out.stdout.splitlines() if x.startswith("{"))}
-    assert records["cursor_fetch"]["rows"] == 3000 and records["cursor_fetch"]["rows_per_s"] > 0
+    assert records["cursor_fetch"]["fetched"] == 3000 and records["cursor_fetch"]["rows_per_s"] > 0
     vector = records["cursor_vector"]
-    assert vector["rows"] == 2500 and vector["in_order"] is True
+    assert vector["fetched"] == 2500 and vector["in_order"] is True
     assert vector["rss_peak_mb"] is None or vector["rss_peak_mb"] >= vector["rss_before_mb"]
