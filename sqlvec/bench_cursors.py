@@ -86,5 +86,5 @@ def run(args: Any, c: Any, table: str, query_text: str, op: str, label: dict, pi
                     rows += len(batch)
             seconds = time.perf_counter() - t0
         emit({**label, "phase": "cursor_vector", "fetched": rows, "rows_per_s": round(rows / seconds),
-              "seconds": round(seconds, 3), "declare_s": round(declare_s, 3), "in_order": ordered, "rss_before_mb": rss.before,
-              "rss_peak_mb": rss.peak})
+              "seconds": round(seconds, 3), "declare_s": round(declare_s, 3), "in_order": ordered,
+              "rss_before_mb": rss.before, "rss_peak_mb": rss.peak})
