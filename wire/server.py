@@ -716,8 +716,7 @@ class Connection:
             await self._copy_in(shape)
             return
         columns = shape.columns
-        binary = 1 if getattr(execution, "binary", False) else 0  # FETCH from a BINARY cursor
-        formats = [binary] * len(columns) if columns is not None else []
+        formats = _simple_formats(execution, columns)
         if columns is not None:
             self.send(_row_description(columns, formats))
         _, tag, parameters = await self._send_rows(execution, columns, formats, 0, prefetched)
@@ -1127,6 +1126,13 @@ def _fetch(
     return _Fetched(payload, rows, done, tag, session.take_notices(), parameters)
 
 
+def _simple_formats(execution: Execution, columns: list[ColumnDesc] | None) -> list[int]:
+    """Result formats of the simple query protocol: text, except the rows a BINARY cursor's FETCH returns."""
+    if columns is None:
+        return []
+    return [1 if getattr(execution, "binary", False) else 0] * len(columns)
+
+
 def _shape(execution: Execution) -> _Shape:
     copy_in = execution.copy_in
     if copy_in is None and getattr(execution, "copy_out", None) is not None:
@@ -1292,7 +1298,7 @@ def _simple_query_run(session: Session, sql: str, previous: Execution | None, wa
                 run.index, run.shape = i, shape
                 return run
             columns = shape.columns
-            formats = [0] * len(columns) if columns is not None else []
+            formats = _simple_formats(execution, columns)
             fetched = _fetch(session, execution, want, columns, formats)
             if not (fetched.done or fetched.rows == 0):
                 run.index, run.shape, run.fetched = i, shape, fetched

@@ -360,3 +360,15 @@ def test_named_cursor_over_200k_rows(conn, table_name):
             total += i
             count += 1
     assert count == n and total == n * (n - 1) // 2
+
+
+@pytest.mark.pg_compatible
+def test_binary_cursor_rows_are_binary_in_the_simple_protocol(conn, numbers):
+    with conn.transaction():
+        conn.execute(f"DECLARE b BINARY CURSOR FOR SELECT id FROM {numbers} ORDER BY id")
+        res = conn.pgconn.exec_(b"FETCH 2 FROM b")  # a simple Query: the cursor's format applies
+        assert res.command_status == b"FETCH 2"
+        assert res.fformat(0) == 1 and [res.get_value(i, 0) for i in range(2)] == [b"\0\0\0\1", b"\0\0\0\2"]
+        conn.execute(f"DECLARE t CURSOR FOR SELECT id FROM {numbers} ORDER BY id")
+        res = conn.pgconn.exec_(b"FETCH 1 FROM t")
+        assert res.fformat(0) == 0 and res.get_value(0, 0) == b"1"
