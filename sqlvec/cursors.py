@@ -164,7 +164,17 @@ class Cursor:
 
     def _ensure(self, upto: int | None) -> None:
         """Read until row ``upto`` (None: every row) is kept or the source ends."""
+        self._read(upto, keep=True)
+
+    def _skip(self, upto: int | None) -> None:
+        """Pass over rows up to ``upto`` (None: all) without keeping them (forward-only cursors)."""
+        self._read(upto, keep=False)
+        self._drop_to(self._have if upto is None else min(upto, self._have))
+
+    def _read(self, upto: int | None, *, keep: bool) -> None:
         while self._total is None and (upto is None or self._have < upto):
+            if not keep:
+                self._drop_to(self._have)
             want = READ_ROWS if upto is None else max(upto - self._have, 1)
             piece = self._source.read(want)
             if piece is None or piece.num_rows == 0:
@@ -172,22 +182,6 @@ class Cursor:
                 self._source.close()
                 break
             self._kept = pa.concat_tables([self._kept, piece]) if self._kept.num_rows else piece
-
-    def _skip(self, upto: int | None) -> None:
-        """Pass over rows up to ``upto`` (None: all) without keeping them (forward-only cursors)."""
-        while self._total is None and (upto is None or self._have < upto):
-            self._drop_to(self._have)
-            want = READ_ROWS if upto is None else max(upto - self._have, 1)
-            piece = self._source.read(want)
-            if piece is None or piece.num_rows == 0:
-                self._total = self._have
-                self._source.close()
-                break
-            self._kept = piece
-        if upto is not None:
-            self._drop_to(min(upto, self._have))
-        else:
-            self._drop_to(self._have)
 
     def _drop_to(self, row: int) -> None:
         """Forget rows up to ``row`` (forward-only cursors keep none behind their position)."""

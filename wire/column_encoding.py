@@ -17,7 +17,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -198,6 +201,27 @@ def _decimal_exponents(a: np.ndarray, single: bool) -> np.ndarray:
     return e
 
 
+_PARALLEL_CAST_VALUES = 1 << 16  # from this many values, the float -> text cast is split across the cores
+_cast_pool: ThreadPoolExecutor | None = None
+_cast_pool_lock = threading.Lock()
+
+
+def _float_strings(x: np.ndarray) -> pa.Array:
+    """Arrow's shortest round-trip text of each float. The cast is most of the cost of sending vectors
+    as text and holds no GIL, so a large array is cast in pieces on every core."""
+    global _cast_pool
+    cores = os.cpu_count() or 1
+    if len(x) < _PARALLEL_CAST_VALUES or cores == 1:
+        return pc.cast(pa.array(x), pa.string())
+    with _cast_pool_lock:
+        if _cast_pool is None:
+            _cast_pool = ThreadPoolExecutor(cores, thread_name_prefix="sqlvec-cast")
+    step = -(-len(x) // cores)
+    pieces = list(_cast_pool.map(lambda start: pc.cast(pa.array(x[start: start + step]), pa.string()),
+                                 range(0, len(x), step)))
+    return pa.concat_arrays(pieces)
+
+
 def _format_floats(x: np.ndarray, single: bool) -> pa.Array:
     """Shortest round-trip text of each value, formatted as PostgreSQL's float4out/float8out.
 
@@ -205,7 +229,7 @@ def _format_floats(x: np.ndarray, single: bool) -> pa.Array:
     other exponents (and writes ``e-7``); the rows whose decimal exponent falls where the two
     styles differ are rewritten with a few regexes, band by band.
     """
-    s = pc.cast(pa.array(x), pa.string())
+    s = _float_strings(x)
     n = len(x)
     if n == 0:
         return s
