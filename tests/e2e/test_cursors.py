@@ -372,3 +372,16 @@ def test_binary_cursor_rows_are_binary_in_the_simple_protocol(conn, numbers):
         conn.execute(f"DECLARE t CURSOR FOR SELECT id FROM {numbers} ORDER BY id")
         res = conn.pgconn.exec_(b"FETCH 1 FROM t")
         assert res.fformat(0) == 0 and res.get_value(0, 0) == b"1"
+
+
+@pytest.mark.pg_compatible
+def test_prepared_declare_and_fetch(conn, numbers):
+    """psycopg prepares a statement it has run 5 times (here: every time): a prepared DECLARE takes its
+    parameters at each Bind, and a prepared FETCH describes the cursor open at the time."""
+    with conn.transaction(), conn.cursor() as cur:
+        for i in range(8):
+            cur.execute(f"DECLARE p CURSOR FOR SELECT id, k FROM {numbers} WHERE id > %s ORDER BY id", (i,),
+                        prepare=True)
+            cur.execute("FETCH 2 FROM p", prepare=True)
+            assert cur.fetchall() == [(i + 1, (i + 1) * 10), (i + 2, (i + 2) * 10)]
+            cur.execute("CLOSE p", prepare=True)
