@@ -49,7 +49,7 @@ from storage import DropTable as DropOp
 from storage import Insert as InsertOp
 from storage.segment_index import index_params
 from storage.types import IndexSchema, TableSchema
-from wire.copy_binary import decode_copy_binary
+from wire.copy_binary import CopyBinaryDecoder
 from wire.copy_csv import check_header, decode_copy_csv
 from wire.copy_text import CopyTextDecoder
 from wire.session import PgError
@@ -433,9 +433,10 @@ def _copy_context(plan: CopyFrom, work: Callable[[], Any]) -> Any:
 
 class CopyLoad:
     """COPY ... FROM STDIN as its data arrives. Text is decoded a chunk of whole lines at a time
-    as it comes (so memory holds decoded columns rather than the text, and decoding overlaps the
-    transfer); CSV and binary are kept and decoded at the end. ``finish`` inserts every row in
-    one write, so the COPY is all or nothing; an error in any chunk fails the whole COPY."""
+    as it comes, binary a chunk of whole tuples when they share one layout (so memory holds
+    decoded columns rather than the stream, and decoding overlaps the transfer); CSV is kept and
+    decoded at the end. ``finish`` inserts every row in one write, so the COPY is all or nothing;
+    an error in any chunk fails the whole COPY."""
 
     def __init__(self, plan: CopyFrom, ctx: StatementContext) -> None:
         self.plan = plan
@@ -448,13 +449,17 @@ class CopyLoad:
         o = plan.options
         self._chunks: list[bytes] = []
         self._tables: list[pa.Table] = []
-        self._text = (CopyTextDecoder(self.names, self.oids, self.types, delimiter=o.delimiter, null=o.null,
-                                      first_line=2 if o.header else 1)
-                      if o.format not in ("csv", "binary") else None)
-        self._header: bytearray | None = bytearray() if self._text is not None and o.header else None
+        self._decoder: CopyTextDecoder | CopyBinaryDecoder | None = None
+        if o.format == "binary":
+            self._decoder = CopyBinaryDecoder(self.names, self.oids, self.types)
+        elif o.format != "csv":
+            self._decoder = CopyTextDecoder(self.names, self.oids, self.types, delimiter=o.delimiter, null=o.null,
+                                         first_line=2 if o.header else 1)
+        text_header = isinstance(self._decoder, CopyTextDecoder) and o.header
+        self._header: bytearray | None = bytearray() if text_header else None
 
     def feed(self, data: bytes) -> None:
-        if self._text is None:
+        if self._decoder is None:
             self._chunks.append(bytes(data))
             return
         if self._header is not None:
@@ -467,7 +472,7 @@ class CopyLoad:
             self._header = None
             if self.plan.options.header == "match":
                 check_header(line.split(self.plan.options.delimiter), self.names)
-        self._tables += _copy_context(self.plan, lambda: self._text.feed(data))  # type: ignore[union-attr]
+        self._tables += _copy_context(self.plan, lambda: self._decoder.feed(data))  # type: ignore[union-attr]
 
     def finish(self, ctx: StatementContext) -> int:
         """Decode what is left, insert every row (in ``ctx``'s transaction), return the count."""
@@ -483,18 +488,16 @@ class CopyLoad:
 
     def _decode_rest(self) -> pa.Table:
         o = self.plan.options
-        if self._text is not None:
+        if self._decoder is not None:
             if self._header is not None:  # the data ended inside the header line
                 self._header = None
-            tables = self._tables + self._text.finish()
+            tables = self._tables + self._decoder.finish()
             self._tables = []
             if not tables:
                 return pa.Table.from_arrays([pa.array([], t) for t in self.types], names=self.names)
             return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         data = b"".join(self._chunks)
         self._chunks = []
-        if o.format == "csv":
-            return decode_copy_csv(data, self.names, self.oids, self.types, delimiter=o.delimiter, null=o.null,
-                                   header=o.header, quote=o.quote, escape=o.escape,
-                                   force_not_null=o.force_not_null, force_null=o.force_null)
-        return decode_copy_binary(data, self.names, self.oids, self.types)
+        return decode_copy_csv(data, self.names, self.oids, self.types, delimiter=o.delimiter, null=o.null,
+                               header=o.header, quote=o.quote, escape=o.escape,
+                               force_not_null=o.force_not_null, force_null=o.force_null)

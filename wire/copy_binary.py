@@ -217,14 +217,15 @@ def _chain(buf: np.ndarray, start: int, k: int) -> tuple[np.ndarray, bool]:
     return cand[chain[:stop]], bool(chain[stop] == end_node)
 
 
-def _tuple_starts(data: bytes, buf: np.ndarray, names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _tuple_starts(data: bytes, buf: np.ndarray, names: list[str], first_line: int = 1
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(start of each tuple, its field lengths (n, k), their data offsets (n, k)); raises format errors."""
     k = len(names)
     pos = _read_header(data)
-    kind, end, first_lengths = _walk(data, pos, 1, names)
+    kind, end, first_lengths = _walk(data, pos, first_line, names)
     empty = np.zeros((0, k), np.int64)
     if kind != "tuple":
-        _check_after(data, kind, end, 1)
+        _check_after(data, kind, end, first_line)
         return np.zeros(0, np.int64), empty, empty
     # fast path: the rows laid out as the first
     word_at = np.cumsum([2] + [4 + max(x, 0) for x in first_lengths])[:-1]  # each length word
@@ -235,7 +236,7 @@ def _tuple_starts(data: bytes, buf: np.ndarray, names: list[str]) -> tuple[np.nd
     lengths_fast = np.broadcast_to(np.array(first_lengths, np.int64), (n_fast, k))
     data_fast = fast_starts[:, None] + (word_at + 4)[None, :]
     pos = pos + stride * n_fast
-    line = n_fast + 1
+    line = n_fast + first_line
     kind, end, _ = _walk(data, pos, line, names)
     if kind != "tuple":
         _check_after(data, kind, end, line)
@@ -282,7 +283,8 @@ def _fields(buf: np.ndarray, starts: np.ndarray, k: int) -> tuple[np.ndarray, np
 # --------------------------------------------------------------------------- entry point
 
 
-def decode_copy_binary(data: bytes, names: list[str], oids: list[int], arrow_types: list[pa.DataType]) -> pa.Table:
+def decode_copy_binary(data: bytes, names: list[str], oids: list[int], arrow_types: list[pa.DataType], *,
+                       first_line: int = 1) -> pa.Table:
     """A whole COPY binary stream (header, tuples, optional trailer) -> a table with ``names`` and
     exactly ``arrow_types``.
 
@@ -291,13 +293,14 @@ def decode_copy_binary(data: bytes, names: list[str], oids: list[int], arrow_typ
     a uuid as string or fixed_size_binary(16), a vector as fixed_size_list<float32, n> or
     list<float32>, an array column as string: its PostgreSQL array text).
 
-    Errors are PgError with PostgreSQL's SQLSTATE and ``COPY line N[, column c]`` in the detail.
+    Errors are PgError with PostgreSQL's SQLSTATE and ``COPY line N[, column c]`` in the detail;
+    ``first_line`` numbers the first tuple (for :class:`CopyBinaryDecoder`'s chunks).
     """
     k = len(names)
     if not (len(oids) == len(arrow_types) == k):
         raise ValueError("names, oids and arrow_types must have the same length")
     buf = np.frombuffer(data, np.uint8)
-    starts, lengths, offsets = _tuple_starts(data, buf, names)
+    starts, lengths, offsets = _tuple_starts(data, buf, names, first_line)
     schema = pa.schema([pa.field(n, t) for n, t in zip(names, arrow_types)])
     if starts.size == 0:
         return pa.Table.from_arrays([pa.array([], t) for t in arrow_types], schema=schema)
@@ -309,8 +312,66 @@ def decode_copy_binary(data: bytes, names: list[str], oids: list[int], arrow_typ
         try:
             columns.append(_decode_column(source, field_offsets, field_lengths, names[c], oids[c], arrow_types[c]))
         except _Row as failure:
-            raise _context(failure.error, failure.row + 1, names[c], None) from None
+            raise _context(failure.error, failure.row + first_line, names[c], None) from None
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+class CopyBinaryDecoder:
+    """Decodes a COPY binary stream as it arrives, in chunks of whole tuples, where the tuples have one
+    layout (every field of a fixed size, as in a bulk load of numbers and vectors): each chunk is the
+    header again and the run of tuples that repeat the first one's field lengths, decoded as a stream
+    of its own. Anything else (tuples of varying sizes, the trailer) waits for ``finish``, so that the
+    checks and errors of :func:`decode_copy_binary` apply unchanged; line numbers count from the start.
+    """
+
+    def __init__(self, names: list[str], oids: list[int], arrow_types: list[pa.DataType], *,
+                 chunk_bytes: int = 16 << 20) -> None:
+        self.names, self.oids, self.arrow_types = names, oids, arrow_types
+        self.chunk_bytes = chunk_bytes
+        self._pieces: list[bytes] = []
+        self._size = 0
+        self._header: bytes | None = None  # the stream's header, once read (each chunk is decoded after it)
+        self._line = 1
+        self._at_end = False  # the tuples vary in layout: everything waits for finish
+
+    def feed(self, data: bytes) -> list[pa.Table]:
+        self._pieces.append(bytes(data))
+        self._size += len(data)
+        if self._size < self.chunk_bytes or self._at_end:
+            return []
+        if self._header is None:
+            first = b"".join(self._pieces)
+            pos = _read_header(first)
+            self._header, self._pieces = first[:pos], [first[pos:]]
+        # one copy: the header, then the tuples, decoded in place up to the last whole one
+        whole = b"".join([self._header, *self._pieces])
+        start = len(self._header)
+        kind, end, lengths = _walk(whole, start, self._line, self.names)
+        if kind != "tuple":
+            self._at_end = True
+            return []
+        stride = end - start
+        word_at = np.cumsum([2] + [4 + max(x, 0) for x in lengths])[:-1]
+        header_bytes = np.concatenate([[0, 1], (word_at[:, None] + np.arange(4)).reshape(-1)]).astype(np.int64)
+        n = _fast_tuples(np.frombuffer(whole, np.uint8), start, stride, header_bytes)
+        if n * stride < self.chunk_bytes // 2:  # tuples of several layouts: all decoded at the end
+            self._at_end = True
+            return []
+        cut = start + n * stride
+        table = decode_copy_binary(memoryview(whole)[:cut], self.names, self.oids, self.arrow_types,
+                                   first_line=self._line)
+        self._line += n
+        rest = whole[cut:]
+        self._pieces, self._size = ([rest] if rest else []), len(rest)
+        return [table]
+
+    def finish(self) -> list[pa.Table]:
+        """The rest of the stream with its trailer (or all of it, if no chunk was cut)."""
+        whole = b"".join(self._pieces)
+        self._pieces, self._size = [], 0
+        if self._header is not None:
+            whole = self._header + whole
+        return [decode_copy_binary(whole, self.names, self.oids, self.arrow_types, first_line=self._line)]
 
 
 # --------------------------------------------------------------------------- columns

@@ -504,3 +504,54 @@ def test_large_vector_load_speed() -> None:
     assert np.array_equal(got, matrix)
     print(f"\n{n:,} x (bigint, vector({dim})), {len(data) / 1e6:.0f} MB: best of 3 {best * 1000:.0f} ms, "
           f"{n / best:,.0f} rows/s, {len(data) / best / 1e6:.0f} MB/s")
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+VEC = [(T.INT8, pa.int64()), (T.VECTOR, pa.list_(pa.float32(), 3))]
+
+
+def _vector_rows(n: int, bad: int | None = None) -> list[list[bytes | None]]:
+    rows: list[list[bytes | None]] = []
+    for i in range(n):
+        values = [float(i), 0.5, math.nan if i == bad else -1.0]
+        rows.append([struct.pack("!q", i), _vector_bytes(3, values)])
+    return rows
+
+
+def _fed(data: bytes, specs: list[tuple[int, pa.DataType]], piece: int, chunk: int) -> list[pa.Table]:
+    names = [f"c{i}" for i in range(len(specs))]
+    decoder = copy_binary.CopyBinaryDecoder(names, [o for o, _ in specs], [t for _, t in specs], chunk_bytes=chunk)
+    tables = []
+    for start in range(0, len(data), piece):
+        tables += decoder.feed(data[start: start + piece])
+    return tables + decoder.finish()
+
+
+@pytest.mark.parametrize("trailer", [True, False])
+def test_streamed_chunks_match_one_shot(trailer: bool) -> None:
+    data = stream(_vector_rows(3000), trailer=trailer)
+    tables = _fed(data, VEC, 997, 4096)
+    assert len(tables) > 10  # decoded chunk by chunk, not at the end
+    assert pa.concat_tables(tables).equals(decode(data, VEC))
+
+
+def test_streamed_rows_of_several_layouts_wait_for_the_end() -> None:
+    rows = _random_text_rows(np.random.default_rng(3), 2000)
+    specs = [(T.INT4, pa.int32()), (T.TEXT, pa.string()), (T.BYTEA, pa.binary())]
+    data = stream(rows)
+    tables = _fed(data, specs, 500, 2048)
+    assert pa.concat_tables(tables).equals(decode(data, specs))
+
+
+def test_streamed_errors_count_lines_from_the_start() -> None:
+    with pytest.raises(PgError) as e:
+        _fed(stream(_vector_rows(3000, bad=2500)), VEC, 1000, 4096)
+    check(e.value, "22000", "NaN not allowed in vector", 2501, "c1")
+    with pytest.raises(PgError) as e:  # a short last tuple: an error of the end, at its line
+        _fed(stream(_vector_rows(2000), trailer=False)[:-5], VEC, 1000, 4096)
+    check(e.value, "22P04", "unexpected EOF in COPY data", 2000, "c1")
+    with pytest.raises(PgError) as e:
+        _fed(stream(_vector_rows(2000)) + b"xx", VEC, 1000, 4096)
+    check(e.value, "22P04", "received copy data after EOF marker", 2001)
