@@ -440,6 +440,7 @@ class CopyLoad:
 
     def __init__(self, plan: CopyFrom, ctx: StatementContext) -> None:
         self.plan = plan
+        self._ctx = ctx  # the context of the COPY's start: row building (DEFAULTs, identity) as it decodes
         self.schema = ctx.schema(plan.table)
         cols = [self.schema.column(c) for c in plan.columns]
         self.names = [c.name for c in cols]  # type: ignore[union-attr]
@@ -472,16 +473,21 @@ class CopyLoad:
             self._header = None
             if self.plan.options.header == "match":
                 check_header(line.split(self.plan.options.delimiter), self.names)
-        self._tables += _copy_context(self.plan, lambda: self._decoder.feed(data))  # type: ignore[union-attr]
+        decoded = _copy_context(self.plan, lambda: self._decoder.feed(data))  # type: ignore[union-attr]
+        self._tables += [self._rows(t) for t in decoded]
+
+    def _rows(self, decoded: pa.Table) -> pa.Table:
+        """Decoded columns -> rows of the table (coercion, DEFAULTs, identity, NOT NULL), a chunk at a time
+        as it is decoded, so that CopyDone is left with the write alone."""
+        arrays = {c: decoded.column(i) for i, c in enumerate(self.plan.columns)}
+        return build_rows(self._ctx, self.schema, self.plan.columns, arrays, decoded.num_rows)
 
     def finish(self, ctx: StatementContext) -> int:
         """Decode what is left, insert every row (in ``ctx``'s transaction), return the count."""
-        table = _copy_context(self.plan, self._decode_rest)
+        rows = _copy_context(self.plan, self._decode_rest)
         schema = ctx.schema(self.plan.table)
         if schema.oid != self.schema.oid or schema.columns != self.schema.columns:
             raise PgError("40001", f'table "{self.plan.table}" was altered or recreated during COPY')
-        arrays = {c: table.column(i) for i, c in enumerate(self.plan.columns)}
-        rows = build_rows(ctx, schema, self.plan.columns, arrays, table.num_rows)
         if rows.num_rows:
             commit_or_buffer(ctx, [InsertOp(schema.name, rows)])
         return rows.num_rows
@@ -491,13 +497,13 @@ class CopyLoad:
         if self._decoder is not None:
             if self._header is not None:  # the data ended inside the header line
                 self._header = None
-            tables = self._tables + self._decoder.finish()
+            tables = self._tables + [self._rows(t) for t in self._decoder.finish()]
             self._tables = []
             if not tables:
-                return pa.Table.from_arrays([pa.array([], t) for t in self.types], names=self.names)
+                return self.schema.arrow_schema().empty_table()
             return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         data = b"".join(self._chunks)
         self._chunks = []
-        return decode_copy_csv(data, self.names, self.oids, self.types, delimiter=o.delimiter, null=o.null,
-                               header=o.header, quote=o.quote, escape=o.escape,
-                               force_not_null=o.force_not_null, force_null=o.force_null)
+        return self._rows(decode_copy_csv(data, self.names, self.oids, self.types, delimiter=o.delimiter,
+                                          null=o.null, header=o.header, quote=o.quote, escape=o.escape,
+                                          force_not_null=o.force_not_null, force_null=o.force_null))

@@ -279,3 +279,33 @@ def test_option_errors_point_at_the_option(conn, items, sql, position):
     with pytest.raises(psycopg.Error) as e:
         conn.execute(sql)
     assert e.value.diag.statement_position == str(position + len(items) - 3)
+
+
+@pytest.mark.parametrize("fmt", ["text", "binary"])
+def test_copy_larger_than_a_decode_chunk(conn, table_name, fmt):
+    """Over 16 MB: decoded chunk by chunk as it arrives, rows built per chunk, one insert at the end."""
+    n, dim = 40_000, 128 if fmt == "binary" else 96
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    conn.execute(f"CREATE TABLE {table_name} (id int PRIMARY KEY, e vector({dim}), tag text DEFAULT 'd')")
+    if fmt == "text":
+        data = "".join(f"{i}\t[{','.join(repr(float(v)) for v in row)}]\n" for i, row in enumerate(x)).encode()
+        sql = f"COPY {table_name} (id, e) FROM STDIN"
+    else:
+        import struct
+        rec = np.zeros(n, np.dtype([("k", ">i2"), ("l1", ">i4"), ("id", ">i4"), ("l2", ">i4"), ("dim", ">i2"),
+                                    ("u", ">i2"), ("e", ">f4", (dim,))]))
+        rec["k"], rec["l1"], rec["l2"], rec["dim"] = 2, 4, 4 + 4 * dim, dim
+        rec["id"], rec["e"] = np.arange(n), x
+        data = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0) + rec.tobytes() + struct.pack(">h", -1)
+        sql = f"COPY {table_name} (id, e) FROM STDIN (FORMAT binary)"
+    assert len(data) > 16 << 20
+    with conn.cursor() as cur, cur.copy(sql) as cp:
+        for start in range(0, len(data), 1 << 20):
+            cp.write(data[start: start + (1 << 20)])
+    assert conn.execute(f"SELECT count(*), sum(id), min(tag), max(tag) FROM {table_name}").fetchone() == (
+        n, n * (n - 1) // 2, "d", "d")
+    for i in (0, 17_777, n - 1):
+        got = conn.execute(f"SELECT e::text FROM {table_name} WHERE id = %s", (i,)).fetchone()[0]
+        assert np.array_equal(np.array(got[1:-1].split(","), np.float32), x[i])
