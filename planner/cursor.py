@@ -55,9 +55,14 @@ class Declare:
 
 
 def _name(text: str) -> str:
-    if text.startswith('"'):
-        return text[1:-1].replace('""', '"')
-    return text.lower()
+    from planner.parse import unquote_identifier  # planner.parse imports this module for PATTERNS
+
+    return unquote_identifier(text)
+
+
+def close(args: dict) -> str | None:
+    """The cursor ``CLOSE`` names; None for ``CLOSE ALL``."""
+    return None if args["name"].upper() == "ALL" else _name(args["name"])
 
 
 def declare(args: dict) -> Declare:

@@ -58,7 +58,7 @@ class DuckSource:
     def __init__(self, plan: Any, ctx: StatementContext, con: duckdb.DuckDBPyConnection,
                  running: set | None = None) -> None:
         """``running``: a set the connection is in while the source is open (for cancelling it)."""
-        self.con = self._con = con
+        self.con = con
         self._running = running
         if running is not None:
             running.add(con)
@@ -102,9 +102,9 @@ class DuckSource:
     def close(self) -> None:
         self._reader = None
         if self._running is not None:
-            self._running.discard(self._con)
+            self._running.discard(self.con)
         try:
-            self._con.close()
+            self.con.close()
         except duckdb.Error:
             pass
 
@@ -210,10 +210,8 @@ class Cursor:
             return self._current(fetch)
         if m.kind == "relative":
             assert m.count is not None
-            if m.count > 0:
-                if self._total is not None and self.pos > self._total:
-                    return self._empty(fetch), 0
-                return self._to(self.pos + m.count, fetch)
+            if m.count > 0 and self._total is not None and self.pos > self._total:
+                return self._empty(fetch), 0  # already after the last row
             return self._to(self.pos + m.count, fetch)
         assert m.count is not None
         if m.count < 0:

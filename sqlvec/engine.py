@@ -28,7 +28,7 @@ from planner import cursor as cursor_sql
 from planner import parse as parser
 from planner.dialect import DUCKDB_MACROS
 from planner.errors import SqlError
-from planner.plan import CopyFrom, CopyTo, Plan, UtilityPlan, VectorRange, VectorTopK
+from planner.plan import CopyFrom, CopyTo, Plan, Query, UtilityPlan, VectorRange, VectorTopK
 from planner.planner import plan as make_plan
 from sqlvec import cursors as C
 from sqlvec import execute as X
@@ -646,7 +646,7 @@ class Session:
             return self._run_utility(plan)
         if isinstance(plan, CopyFrom):
             raise PgError("08P01", "COPY FROM STDIN needs the COPY sub-protocol")
-        if stream and type(plan).__name__ == "Query":
+        if stream and isinstance(plan, Query):
             return self._streamed(plan, params)
         retryable = modify.retryable_errors(plan) if self.txn is None else ()
         if retryable:  # a write outside a transaction block: run again if a concurrent commit came first
@@ -740,7 +740,7 @@ class Session:
         if iterator is not None:
             source: Any = C.IteratorSource(V.VectorIterator(iterator, ctx))
             names, types = iterator.projection.names, iterator.projection.column_types
-        elif type(plan).__name__ == "Query":
+        elif isinstance(plan, Query):
             source = C.DuckSource(plan, ctx, self.con.cursor(), self._streams)
         else:
             result = X.execute(plan, ctx)
@@ -765,12 +765,12 @@ class Session:
         return S.Result(rows, f"{command} {n}", c.names, c.column_types, binary=c.binary)
 
     def _u_close(self, args: dict) -> S.Result:
-        if args["name"].upper() == "ALL":
+        name = cursor_sql.close(args)
+        if name is None:
             for c in self.cursors.values():
                 c.close()
             self.cursors.clear()
             return S.Result(None, "CLOSE CURSOR ALL")
-        name = cursor_sql.fetch({"command": "CLOSE", "rest": " " + args["name"]})[0]
         c = self.cursors.pop(name, None)
         if c is None:
             raise PgError("34000", f'cursor "{name}" does not exist')
@@ -1007,7 +1007,6 @@ def _maintenance_tables(rest: str) -> list[str]:
 def _unlimited_vector_order(plan: Plan, catalog: Any) -> VectorTopK | None:
     """``SELECT ... ORDER BY vector <op> q`` without a LIMIT, as the VectorTopK a LIMIT would make of it
     (the cursor then iterates every row in that order); else None."""
-    from planner.plan import Query
     from planner.rules.recognise_vector_topk import recognise_vector_topk
 
     if not isinstance(plan, Query) or not isinstance(plan.ast, exp.Select):

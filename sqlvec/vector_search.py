@@ -161,6 +161,7 @@ def run_vector_topk(plan: VectorTopK, ctx: StatementContext) -> Result:
         rows = _plain_winners(plan, parts[0], pos, dist)
         if rows is not None:
             return Result(rows, "", plan.projection.names, plan.projection.column_types)
+    ctx.check_cancel()
     ranked = _Ranked.merge(parts, found, want)
     sl = slice(offset, offset + limit if limit >= 0 else None)
     rows = ranked.project(plan, ctx, schema, sl)
