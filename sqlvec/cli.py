@@ -107,7 +107,7 @@ def serve(args: argparse.Namespace) -> int:
     threadpool_limits(limits=1, user_api="blas")
     store = Store.open(args.data, seal_rows=args.seal_rows, fsync=not args.no_fsync,
                        growing_index_rows=args.growing_index_rows, compaction_ratio=args.compaction_ratio,
-                       compaction_interval=args.compaction_interval)
+                       compaction_interval=args.compaction_interval, background_checkpoints=True)
     engine = Engine(store)
 
     async def run() -> None:

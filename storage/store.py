@@ -90,7 +90,8 @@ class Store:
     def __init__(self, root: Path, *, seal_rows: int, fsync: bool, wal_segment_bytes: int,
                  checkpoint_wal_bytes: int, build_indexes: bool = True, growing_index_rows: int = 10_000,
                  index_build_threads: int = 0, compaction_ratio: float = 0.2,
-                 compaction_interval: float = 0.0, _private: bool = False):
+                 compaction_interval: float = 0.0, background_checkpoints: bool = False,
+                 _private: bool = False):
         if not _private:
             raise TypeError("use Store.open(path)")
         if seal_rows < 1:
@@ -110,6 +111,13 @@ class Store:
         self._compact_lock = threading.Lock()  # one compaction at a time
         self._compactor_wake = threading.Event()
         self._compactor: threading.Thread | None = None
+        # Background checkpoints: commits that leave a segment to seal or a WAL to cut bump _ckpt_asked;
+        # the checkpointer thread sets _ckpt_done to the count it has served.
+        self.background_checkpoints = background_checkpoints
+        self._ckpt_cond = threading.Condition(threading.Lock())
+        self._ckpt_asked = 0
+        self._ckpt_done = 0
+        self._checkpointer: threading.Thread | None = None
         self._wal_segment_bytes = wal_segment_bytes
         self._writer_lock = threading.Lock()
         self._cond = threading.Condition(threading.Lock())
@@ -136,7 +144,8 @@ class Store:
     def open(cls, path: str | os.PathLike[str], *, seal_rows: int = 1_000_000, fsync: bool = True,
              wal_segment_bytes: int = 64 << 20, checkpoint_wal_bytes: int = 256 << 20,
              build_indexes: bool = True, growing_index_rows: int = 10_000, index_build_threads: int = 0,
-             compaction_ratio: float = 0.2, compaction_interval: float = 0.0) -> Store:
+             compaction_ratio: float = 0.2, compaction_interval: float = 0.0,
+             background_checkpoints: bool = False) -> Store:
         """Open (creating if missing) the data directory at ``path`` and recover it.
 
         ``seal_rows``: rows after which a growing segment is sealed. ``fsync=False`` skips every fsync
@@ -150,12 +159,17 @@ class Store:
         sealed segment (small segments are merged whatever it is; see compaction.py); it looks every
         ``compaction_interval`` seconds and after checkpoints (0, the default here: no background
         compaction; ``compact`` and VACUUM still work; the server turns it on).
+        ``background_checkpoints``: a commit that fills a growing segment to ``seal_rows`` or the WAL past
+        ``checkpoint_wal_bytes`` returns once durable, and a checkpointer thread seals and cuts after it
+        (``wait_checkpoints`` waits for it); off, the committing thread does it before returning. Commits
+        that change the catalog always checkpoint in their own thread. The server turns it on.
         """
         root = Path(path)
         store = cls(root, seal_rows=seal_rows, fsync=fsync, wal_segment_bytes=wal_segment_bytes,
                     checkpoint_wal_bytes=checkpoint_wal_bytes, build_indexes=build_indexes,
                     growing_index_rows=growing_index_rows, index_build_threads=index_build_threads,
-                    compaction_ratio=compaction_ratio, compaction_interval=compaction_interval, _private=True)
+                    compaction_ratio=compaction_ratio, compaction_interval=compaction_interval,
+                    background_checkpoints=background_checkpoints, _private=True)
         store._lock_dir()
         try:
             store._recover()
@@ -221,6 +235,10 @@ class Store:
             remove_strays(state)
             self._checkpoint_locked(full=False)
             self._indexes.start(self._version)
+        if self.background_checkpoints:
+            self._checkpointer = threading.Thread(target=self._checkpoint_loop,
+                                                  name=f"sqlvec-checkpointer:{self.root}", daemon=True)
+            self._checkpointer.start()
         if self.compaction_interval > 0:
             self._compactor = threading.Thread(target=self._compact_loop, name=f"sqlvec-compactor:{self.root}",
                                                daemon=True)
@@ -231,8 +249,11 @@ class Store:
         readable (their vector indexes included)."""
         self._closing = True
         self._compactor_wake.set()
-        if self._compactor is not None and self._compactor is not threading.current_thread():
-            self._compactor.join(60)
+        with self._ckpt_cond:
+            self._ckpt_cond.notify_all()
+        for thread in (self._compactor, self._checkpointer):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(60)
         with self._compact_lock:  # a compaction in another thread (VACUUM) finishes first
             pass
         self._indexes.stop()
@@ -365,7 +386,7 @@ class Store:
                 raise
             if payload is None:
                 target = lsn - 1
-                maintain = False
+                maintain = in_background = False
                 wake_builder = False
             else:
                 self._next_lsn = target = lsn
@@ -374,12 +395,20 @@ class Store:
                 with self._cond:
                     self._queue.append(queued)
                 maintain = self._wants_checkpoint(recs)
+                in_background = (maintain and self.background_checkpoints
+                                 and not any(isinstance(r, CATALOG_RECORDS) for r in recs))
                 wake_builder = self._wakes_index_builder(recs)
         if payload is None:
             self._wait_durable(target)
         else:
             self._wait_queued(queued)
-        if maintain:
+        if in_background:
+            # Sealing a growing segment (seconds at a million rows) and cutting the WAL happen after the
+            # commit returns: the rows are durable in the WAL and readable in the growing segment meanwhile.
+            with self._ckpt_cond:
+                self._ckpt_asked += 1
+                self._ckpt_cond.notify_all()
+        elif maintain:
             try:
                 with self._writer_lock:
                     if not self._closed and self._failed is None:
@@ -603,6 +632,34 @@ class Store:
                  data.num_rows, freed)
         return CompactionResult(then.name, segnos, segno if new is not None else None,
                                 sum(s.num_rows for s in group), data.num_rows, freed)
+
+    def _checkpoint_loop(self) -> None:
+        while True:
+            with self._ckpt_cond:
+                while self._ckpt_done == self._ckpt_asked and not self._closing:
+                    self._ckpt_cond.wait()
+                if self._closing:
+                    return
+                serving = self._ckpt_asked
+            try:
+                with self._writer_lock:
+                    if self._closed or self._failed is not None:
+                        return
+                    self._checkpoint_locked(full=self._wal.total_bytes > self.checkpoint_wal_bytes)
+            except Exception:
+                # Everything it would have written is durable in the WAL; the next commit asks again.
+                log.exception("background checkpoint failed")
+            with self._ckpt_cond:
+                self._ckpt_done = serving
+                self._ckpt_cond.notify_all()
+
+    def wait_checkpoints(self) -> None:
+        """Block until the background checkpoints asked for by commits so far have run."""
+        with self._ckpt_cond:
+            target = self._ckpt_asked
+            while self._ckpt_done < target and not self._closing and self._checkpointer is not None \
+                    and self._checkpointer.is_alive():
+                self._ckpt_cond.wait(0.1)
 
     def _compact_loop(self) -> None:
         # Background rebuilds leave half the cores to queries (an OpenMP setting of this thread only;
