@@ -394,9 +394,9 @@ class Store:
                 queued = _Queued(lsn, payload, Version(lsn, dict(self._state.tables)))
                 with self._cond:
                     self._queue.append(queued)
-                maintain = self._wants_checkpoint(recs)
-                in_background = (maintain and self.background_checkpoints
-                                 and not any(isinstance(r, CATALOG_RECORDS) for r in recs))
+                want = self._wants_checkpoint(recs)
+                maintain = want is not None
+                in_background = want == "later" and self.background_checkpoints
                 wake_builder = self._wakes_index_builder(recs)
         if payload is None:
             self._wait_durable(target)
@@ -410,9 +410,7 @@ class Store:
                 self._ckpt_cond.notify_all()
         elif maintain:
             try:
-                with self._writer_lock:
-                    if not self._closed and self._failed is None:
-                        self._checkpoint_locked(full=self._wal.total_bytes > self.checkpoint_wal_bytes)
+                self._checkpoint_if_usable()
             except Exception:
                 # The commit is durable in the WAL; the checkpoint is retried after the next commit.
                 log.exception("checkpoint after commit %d failed", target)
@@ -434,15 +432,25 @@ class Store:
                     return True
         return False
 
-    def _wants_checkpoint(self, recs: list[Record]) -> bool:
+    def _wants_checkpoint(self, recs: list[Record]) -> str | None:
+        """After this commit: "now" (catalog changes, checkpointed before the commit returns), "later" (a
+        growing segment to seal or a WAL to cut; in the background with background_checkpoints) or None."""
+        later = self._wal.total_bytes > self.checkpoint_wal_bytes
         for r in recs:
             if isinstance(r, CATALOG_RECORDS):
-                return True
-            if isinstance(r, InsertRecord):
+                return "now"
+            if not later and isinstance(r, InsertRecord):
                 name = self._state.names.get(r.oid)
-                if name is not None and self._state.tables[name].growing.num_rows >= self.seal_rows:
-                    return True
-        return self._wal.total_bytes > self.checkpoint_wal_bytes
+                later = name is not None and self._state.tables[name].growing.num_rows >= self.seal_rows
+        return "later" if later else None
+
+    def _checkpoint_if_usable(self) -> bool:
+        """The checkpoint a commit asked for, unless the store is closed or failed (then False)."""
+        with self._writer_lock:
+            if self._closed or self._failed is not None:
+                return False
+            self._checkpoint_locked(full=self._wal.total_bytes > self.checkpoint_wal_bytes)
+            return True
 
     def _wait_queued(self, item: _Queued) -> None:
         """Block until ``item`` is durable: as a follower woken only for it, or as the group leader."""
@@ -642,10 +650,8 @@ class Store:
                     return
                 serving = self._ckpt_asked
             try:
-                with self._writer_lock:
-                    if self._closed or self._failed is not None:
-                        return
-                    self._checkpoint_locked(full=self._wal.total_bytes > self.checkpoint_wal_bytes)
+                if not self._checkpoint_if_usable():
+                    return
             except Exception:
                 # Everything it would have written is durable in the WAL; the next commit asks again.
                 log.exception("background checkpoint failed")
