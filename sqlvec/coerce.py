@@ -90,9 +90,13 @@ def _as_text(v: Any) -> str:
 def coerce(arr: pa.Array | pa.ChunkedArray, ctype: ColumnType, *, column: str = "") -> pa.Array:
     """Cast ``arr`` to ``ctype.arrow()`` with PostgreSQL's input rules."""
     if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
+        arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
     target = ctype.arrow()
     if ctype.name == "vector":
+        if arr.null_count == 0 and pa.types.is_fixed_size_list(target) and arr.type.equals(target):
+            # already the column's type (a decoded COPY): only the finiteness rule is left to check
+            _check_finite(arr.flatten().to_numpy(zero_copy_only=False))
+            return arr
         return _vector(arr, ctype)
     if ctype.is_array:
         return _array(arr, ctype)

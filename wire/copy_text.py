@@ -220,77 +220,90 @@ def decode_copy_text(
 
 def _decode_plain(data: bytes, names: list[str], oids: list[int], arrow_types: list[pa.DataType],
                   delimiter: str, null: str, first_line: int) -> pa.Table | None:
-    """The common bulk-load shape, read by Arrow's multi-threaded CSV parser: no backslash (so no
-    escapes and no ``\\N``), no NUL, no NULL marker, one ``vector(n)`` column and scalars.
+    """The common bulk-load shape, read in one pass by Arrow's multi-threaded CSV parser: no
+    backslash (so no escapes and no ``\\N``), no NUL, no NULL marker, one ``vector(n)`` column
+    (n >= 2) and scalars.
 
-    Two passes: the lines split on the delimiter into the scalar columns (which also checks that
-    every line has ``k`` fields), then the whole buffer with the brackets deleted and the
-    delimiter turned into a comma, read as the scalars and ``n`` float32 columns. That is exact
-    only when the scalars hold no comma or bracket and every vector field is ``[...]`` with
-    exactly ``n`` elements, which the checks below establish. None when any of it does not hold:
-    the general path then decodes the buffer and reports errors with their lines."""
+    The buffer is read as CSV split on commas, the separator of vector elements: a line
+    ``s1<TAB>[e0,e1,...,e(n-1)]<TAB>s2`` is exactly ``n`` comma fields, ``s1<TAB>[e0``, then
+    ``e1`` ... ``e(n-2)`` read as float32 by the parser, then ``e(n-1)]<TAB>s2``. The first and
+    last fields are split on the delimiter here. That is exact when every line has ``n`` comma
+    fields, the first holds exactly as many delimiters as there are columns before the vector
+    and ends in ``[`` and a number, and the last begins with a number and ``]`` and holds as
+    many delimiters as there are columns after it: the line then splits on the delimiter into
+    its columns with a vector of exactly ``n`` numbers (no scalar can hold a comma, or the
+    counts would not add up). None when any of it does not hold (a comma or bracket in a
+    scalar, spaces in a vector, a wrong dimension, NaN): the general path then decodes the
+    buffer and reports errors with their lines."""
     vectors = [c for c, t in enumerate(arrow_types) if pa.types.is_fixed_size_list(t)]
     if (len(vectors) != 1 or not pa.types.is_float32(arrow_types[vectors[0]].value_type)
+            or arrow_types[vectors[0]].list_size < 2
             or delimiter in ",[]" or not data or b"\\" in data or b"\x00" in data):
         return None
     if null and "\\" not in null and null.encode("utf-8") in data:
         return None
     v, k = vectors[0], len(names)
     dim = arrow_types[v].list_size
-    cols = [f"c{i}" for i in range(k)]
-    plain = pa_csv.ParseOptions(delimiter=delimiter, quote_char=False, escape_char=False, double_quote=False,
-                                ignore_empty_lines=False)
+    cols = [f"e{i}" for i in range(dim)]
+    types = {c: pa.float32() for c in cols}
+    types[cols[0]] = types[cols[-1]] = pa.string()
     try:
-        split = pa_csv.read_csv(pa.py_buffer(data), read_options=pa_csv.ReadOptions(column_names=cols),
-                                parse_options=plain,
-                                convert_options=pa_csv.ConvertOptions(
-                                    column_types={c: pa.string() for c in cols}, strings_can_be_null=False,
-                                    quoted_strings_can_be_null=False))
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-    n = split.num_rows
-    scalars = [split.column(c).combine_chunks() for c in range(k) if c != v]
-    if any(pc.any(pc.match_substring_regex(col, r"[,\[\]]")).as_py() for col in scalars):
-        return None
-    for chunk in split.column(v).chunks:  # every vector field starts with '[' and ends with ']'
-        if len(chunk) == 0:
-            continue
-        offsets = np.frombuffer(chunk.buffers()[1], np.int32)[chunk.offset: chunk.offset + len(chunk) + 1]
-        chars = np.frombuffer(chunk.buffers()[2], np.uint8)
-        if (offsets[1:] == offsets[:-1]).any() or not ((chars[offsets[:-1]] == 0x5B).all()
-                                                      and (chars[offsets[1:] - 1] == 0x5D).all()):
-            return None
-    body = data.translate(bytes.maketrans(delimiter.encode("utf-8"), b","), b"[]")
-    if len(data) - len(body) != 2 * n:
-        return None  # a bracket inside a vector field (each has one at either end, checked above)
-    elements = [f"e{i}" for i in range(dim)]
-    try:
-        numbers = pa_csv.read_csv(
-            pa.py_buffer(body),
-            read_options=pa_csv.ReadOptions(column_names=cols[:v] + elements + cols[v + 1:]),
+        table = pa_csv.read_csv(
+            pa.py_buffer(data), read_options=pa_csv.ReadOptions(column_names=cols),
             parse_options=pa_csv.ParseOptions(delimiter=",", quote_char=False, escape_char=False,
                                               double_quote=False, ignore_empty_lines=False),
-            convert_options=pa_csv.ConvertOptions(include_columns=elements,
-                                                  column_types={e: pa.float32() for e in elements},
-                                                  null_values=[], strings_can_be_null=False))
+            convert_options=pa_csv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
+                                                  quoted_strings_can_be_null=False))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None  # a wrong element count, whitespace, or a number Arrow does not read
-    if numbers.num_rows != n:
+        return None  # a line with another number of comma fields, or an element Arrow does not read
+    n = table.num_rows
+    head = _split_edge(table.column(0), delimiter, v + 1, "[", first=False)
+    tail = _split_edge(table.column(dim - 1), delimiter, k - v, "]", first=True)
+    if head is None or tail is None:
         return None
     matrix = np.empty((n, dim), np.float32)
+    matrix[:, 0], matrix[:, -1] = head[-1], tail[0]
     row = 0
-    for batch in numbers.to_batches():
-        matrix[row: row + batch.num_rows] = np.stack([c.to_numpy() for c in batch.columns], axis=1)
+    for batch in table.to_batches():  # the parser's columns -> rows, a block at a time
+        block = np.vstack([c.to_numpy() for c in batch.columns[1:-1]]) if dim > 2 else None
+        if block is not None:
+            matrix[row: row + batch.num_rows, 1:-1] = block.T
         row += batch.num_rows
     if not np.isfinite(matrix).all():
         return None  # NaN / infinity: the general path reports it
-    fields = [s.cast(_LB) for s in scalars]
+    scalars = head[:-1] + tail[1:]
     rest = [c for c in range(k) if c != v]
-    table = convert_fields(fields, [np.zeros(n, bool)] * len(rest), [names[c] for c in rest],
-                           [oids[c] for c in rest], [arrow_types[c] for c in rest], lambda r: first_line + r)
+    converted = convert_fields([s.cast(_LB) for s in scalars], [np.zeros(n, bool)] * len(rest),
+                               [names[c] for c in rest], [oids[c] for c in rest], [arrow_types[c] for c in rest],
+                               lambda r: first_line + r)
     vector = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), dim).cast(arrow_types[v])
-    columns = [table.column(names[c]) if c != v else vector for c in range(k)]
+    columns = [converted.column(names[c]) if c != v else vector for c in range(k)]
     return pa.Table.from_arrays(columns, schema=pa.schema([pa.field(m, t) for m, t in zip(names, arrow_types)]))
+
+
+def _split_edge(column: pa.ChunkedArray, delimiter: str, parts: int, bracket: str, *, first: bool
+                ) -> list[Any] | None:
+    """The first (``first=False``: ``s<TAB>...<TAB>[e0``) or last (``first=True``: ``e(n-1)]<TAB>s...``)
+    comma field of every line, split on the delimiter into ``parts`` pieces: the scalar fields, and
+    the vector's edge element (the last piece or the first) as float32 numpy. None unless every line
+    has exactly ``parts`` pieces and the element carries its bracket and reads as a number."""
+    text = column.combine_chunks()
+    pieces = pc.split_pattern(text, delimiter)
+    if not pc.all(pc.equal(pc.list_value_length(pieces), parts)).as_py():
+        return None
+    fields = [pc.list_element(pieces, i) for i in range(parts)]
+    edge = fields[0] if first else fields[-1]
+    marked = pc.ends_with(edge, bracket) if first else pc.starts_with(edge, bracket)
+    if not pc.all(marked).as_py():
+        return None
+    number = pc.utf8_slice_codeunits(edge, 0, -1) if first else pc.utf8_slice_codeunits(edge, 1)
+    try:
+        values = number.cast(pa.float32()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if first:
+        return [values] + fields[1:]
+    return fields[:-1] + [values]
 
 
 def convert_fields(fields: list[pa.Array], nulls: list[np.ndarray], names: list[str], oids: list[int],

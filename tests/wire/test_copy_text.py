@@ -264,6 +264,20 @@ def test_plain_buffer_path_matches_the_general_path() -> None:
     vector_first = decode_copy_text(b"[1,2,3]\t7\n[4,5,6e2]\t8\n", ["emb", "id"], [T.VECTOR, T.INT8],
                                     [pa.list_(pa.float32(), 3), pa.int64()])
     assert vector_first.to_pylist() == [{"emb": [1, 2, 3], "id": 7}, {"emb": [4, 5, 600], "id": 8}]
+    # the vector between scalars, and a vector of two elements (only the edge fields, no middle ones)
+    middle = (["a", "emb", "b", "c"], [T.INT8, T.VECTOR, T.TEXT, T.INT4],
+              [pa.int64(), pa.list_(pa.float32(), 2), pa.string(), pa.int32()])
+    data = b"1\t[1.5,-2]\tx]y[\t3\n2\t[0,1e-3]\t\t4\n"
+    assert _decode_plain(data, *middle, "\t", "\\N", 1) is not None
+    assert decode_copy_text(data, *middle).to_pylist() == [
+        {"a": 1, "emb": [1.5, -2.0], "b": "x]y[", "c": 3},
+        {"a": 2, "emb": [0.0, np.float32(1e-3).item()], "b": "", "c": 4}]
+    # a comma in a scalar after the vector, the vector a number short: the counts add up, the edges do not
+    for line in (b"1\t[1]\tx,y\t3\n", b"1\t[1,2]\tx,y\t3\n", b"1\t[1\t2]\tx\t3\n", b"1\t1,2]\tx\t3\n"):
+        assert _decode_plain(line, *middle, "\t", "\\N", 1) is None
+    with pytest.raises(PgError) as e:
+        decode_copy_text(b"1\t[1]\tx,y\t3\n", *middle)
+    assert e.value.sqlstate == "22000"
 
 
 @pytest.mark.parametrize(
