@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                    default=float(_env("SQLVEC_COMPACTION_INTERVAL", "10") or 10),
                    help="seconds between background compaction passes (also after checkpoints); 0 turns it "
                         "off, VACUUM still compacts (env SQLVEC_COMPACTION_INTERVAL)")
+    s.add_argument("--stage-bytes", type=int,
+                   default=int(_env("SQLVEC_STAGE_BYTES", str(32 << 20)) or 0),
+                   help="size of decoded rows from which a COPY outside a transaction block writes them to a "
+                        "staged file beside the WAL as they arrive, so that its commit logs the file's name "
+                        "rather than the rows; 0 never (env SQLVEC_STAGE_BYTES)")
     s.add_argument("--no-fsync", action="store_true", default=_env("SQLVEC_NO_FSYNC", "") == "1",
                    help="do not fsync the WAL (unsafe: for benchmarks of the rest) (env SQLVEC_NO_FSYNC=1)")
     s.add_argument("--log-level", default=_env("SQLVEC_LOG_LEVEL", "INFO"),
@@ -107,7 +112,8 @@ def serve(args: argparse.Namespace) -> int:
     threadpool_limits(limits=1, user_api="blas")
     store = Store.open(args.data, seal_rows=args.seal_rows, fsync=not args.no_fsync,
                        growing_index_rows=args.growing_index_rows, compaction_ratio=args.compaction_ratio,
-                       compaction_interval=args.compaction_interval, background_checkpoints=True)
+                       compaction_interval=args.compaction_interval, background_checkpoints=True,
+                       stage_bytes=args.stage_bytes)
     engine = Engine(store)
 
     async def run() -> None:

@@ -339,6 +339,8 @@ class CopySink:
         return self.execution._tag
 
     def abort(self, reason: str) -> None:
+        if self._load is not None:
+            self._load.abort()
         self._load = None
         self.execution._ran = True
         self.execution.session.fail()

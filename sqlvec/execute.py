@@ -48,6 +48,7 @@ from storage import DropIndex as DropIndexOp
 from storage import DropTable as DropOp
 from storage import Insert as InsertOp
 from storage.segment_index import index_params
+from storage.staging import StagedRows
 from storage.types import IndexSchema, TableSchema
 from wire.copy_binary import CopyBinaryDecoder
 from wire.copy_csv import check_header, decode_copy_csv
@@ -458,6 +459,10 @@ class CopyLoad:
                                          first_line=2 if o.header else 1)
         text_header = isinstance(self._decoder, CopyTextDecoder) and o.header
         self._header: bytearray | None = bytearray() if text_header else None
+        # Outside a transaction block a large COPY writes its rows to a staged file as they are decoded,
+        # so that its commit logs the file's name rather than the rows (storage/staging.py).
+        self._stage_bytes = ctx.engine.store.stage_bytes if ctx.txn is None else 0
+        self._staged: StagedRows | None = None
 
     def feed(self, data: bytes) -> None:
         if self._decoder is None:
@@ -474,7 +479,29 @@ class CopyLoad:
             if self.plan.options.header == "match":
                 check_header(line.split(self.plan.options.delimiter), self.names)
         decoded = _copy_context(self.plan, lambda: self._decoder.feed(data))  # type: ignore[union-attr]
-        self._tables += [self._rows(t) for t in decoded]
+        rows = [self._rows(t) for t in decoded]
+        self._tables += rows
+        self._stage(rows)
+
+    def _stage(self, rows: list[pa.Table]) -> None:
+        """Append ``rows`` to the staged file, starting it once the COPY's rows reach stage_bytes."""
+        if self._staged is None:
+            if self._stage_bytes <= 0 or sum(t.nbytes for t in self._tables) < self._stage_bytes:
+                return
+            staged = self._ctx.engine.store.stage(self.plan.table)
+            if not self._tables[0].schema.equals(staged.schema):  # not the stored layout: log the rows
+                staged.discard()
+                self._stage_bytes = 0
+                return
+            self._staged, rows = staged, self._tables
+        for t in rows:
+            self._staged.append(t)
+
+    def abort(self) -> None:
+        """Remove the staged file, unless the COPY's commit took it."""
+        if self._staged is not None:
+            self._staged.discard()
+            self._staged = None
 
     def _rows(self, decoded: pa.Table) -> pa.Table:
         """Decoded columns -> rows of the table (coercion, DEFAULTs, identity, NOT NULL), a chunk at a time
@@ -484,21 +511,27 @@ class CopyLoad:
 
     def finish(self, ctx: StatementContext) -> int:
         """Decode what is left, insert every row (in ``ctx``'s transaction), return the count."""
-        rows = _copy_context(self.plan, self._decode_rest)
-        schema = ctx.schema(self.plan.table)
-        if schema.oid != self.schema.oid or schema.columns != self.schema.columns:
-            raise PgError("40001", f'table "{self.plan.table}" was altered or recreated during COPY')
-        if rows.num_rows:
-            commit_or_buffer(ctx, [InsertOp(schema.name, rows)])
-        return rows.num_rows
+        try:
+            rows = _copy_context(self.plan, self._decode_rest)
+            schema = ctx.schema(self.plan.table)
+            if schema.oid != self.schema.oid or schema.columns != self.schema.columns:
+                raise PgError("40001", f'table "{self.plan.table}" was altered or recreated during COPY')
+            if rows.num_rows:
+                commit_or_buffer(ctx, [InsertOp(schema.name, rows, self._staged if ctx.txn is None else None)])
+            return rows.num_rows
+        finally:
+            self.abort()
 
     def _decode_rest(self) -> pa.Table:
         o = self.plan.options
         if self._decoder is not None:
             if self._header is not None:  # the data ended inside the header line
                 self._header = None
-            tables = self._tables + [self._rows(t) for t in self._decoder.finish()]
+            rest = [self._rows(t) for t in self._decoder.finish()]
+            tables = self._tables + rest
             self._tables = []
+            if self._staged is not None:
+                self._stage(rest)
             if not tables:
                 return self.schema.arrow_schema().empty_table()
             return pa.concat_tables(tables) if len(tables) > 1 else tables[0]

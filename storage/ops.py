@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from .staging import StagedRows
 from .types import IndexSchema, TableSchema
 
 
@@ -49,10 +50,15 @@ class DropIndex:
 
 @dataclass(frozen=True, eq=False)
 class Insert:
-    """Append rows. ``data`` has exactly the table's ``arrow_schema()`` column names, order and types."""
+    """Append rows. ``data`` has exactly the table's ``arrow_schema()`` column names, order and types.
+
+    ``staged``: the same rows already written to a file by ``Store.stage`` (a large COPY, as it
+    arrived); the commit record then names that file instead of holding the rows. The caller
+    ``discard()``s it afterwards, which leaves it alone when the commit took it."""
 
     table: str
     data: pa.Table | pa.RecordBatch
+    staged: StagedRows | None = None
 
 
 @dataclass(frozen=True, eq=False)

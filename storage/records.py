@@ -10,7 +10,7 @@ replaying a record needs no decisions and gives the same state. Layout (integers
              8      .  ops, back to back
     op:
              0      1  kind, uint8: 1 create table, 2 drop table, 3 insert, 4 delete, 5 sequence,
-                           6 create index, 7 drop index
+                           6 create index, 7 drop index, 8 staged insert
              1      7  reserved, zero
              8      8  table OID, uint64
             16      8  body length in bytes, uint64
@@ -24,6 +24,9 @@ replaying a record needs no decisions and gives the same state. Layout (integers
         sequence      int64 value reserved up to, then the UTF-8 column name
         create index  UTF-8 JSON of IndexSchema.to_json(), index OID included (the op's OID is the table's)
         drop index    uint64 index OID, then the UTF-8 index name (the op's OID is the table's)
+        staged insert int64 first row id, uint64 row count, uint64 file size, uint32 crc32 of the file,
+                      4 bytes zero, then the UTF-8 name of a file in the WAL directory holding the rows
+                      as an Arrow IPC stream of the user columns (staging.py); row ids are consecutive
 """
 
 from __future__ import annotations
@@ -31,23 +34,29 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from .segment import ROWID
+from .staging import StagedRows, read_rows
+from .table import add_row_ids
 from .types import IndexSchema, TableSchema
 
 PAYLOAD_HEADER = struct.Struct("<I4x")
 OP_HEADER = struct.Struct("<B7xQQ")
 SEQUENCE_VALUE = struct.Struct("<q")
 INDEX_OID = struct.Struct("<Q")
+STAGED = struct.Struct("<qQQI4x")
 assert PAYLOAD_HEADER.size == 8
 assert OP_HEADER.size == 24
 assert SEQUENCE_VALUE.size == 8
 assert INDEX_OID.size == 8
+assert STAGED.size == 32
 
 KIND_CREATE, KIND_DROP, KIND_INSERT, KIND_DELETE, KIND_SEQUENCE = 1, 2, 3, 4, 5
-KIND_CREATE_INDEX, KIND_DROP_INDEX = 6, 7
+KIND_CREATE_INDEX, KIND_DROP_INDEX, KIND_INSERT_STAGED = 6, 7, 8
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,8 @@ class InsertRecord:
     oid: int
     data: pa.Table  # user columns + "_rowid"
     keys: np.ndarray | None = field(default=None, repr=False)  # encoded primary keys, if known; not logged
+    # the same rows (user columns) in a file, once sealed logged by name instead of by value (staging.py)
+    staged: StagedRows | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,6 +150,11 @@ def encode(records: list[Record]) -> list[bytes | pa.Buffer]:
     chunks: list[bytes | pa.Buffer] = [PAYLOAD_HEADER.pack(len(records))]
     for rec in records:
         body: bytes | pa.Buffer
+        if isinstance(rec, InsertRecord) and rec.staged is not None and rec.staged.sealed:
+            first = int(rec.data.column(ROWID)[0].as_py()) if rec.data.num_rows else 0
+            body = STAGED.pack(first, rec.staged.rows, rec.staged.size, rec.staged.crc) + rec.staged.path.name.encode()
+            chunks += [OP_HEADER.pack(KIND_INSERT_STAGED, rec.oid, len(body)), body]
+            continue
         if isinstance(rec, InsertRecord):
             stream = _ipc_stream(rec.data)
             chunks.append(OP_HEADER.pack(KIND_INSERT, rec.oid, stream.size))
@@ -163,8 +179,9 @@ def encode(records: list[Record]) -> list[bytes | pa.Buffer]:
     return chunks
 
 
-def decode(payload: memoryview) -> list[Record]:
-    """Inverse of ``encode``; raises ValueError on a malformed payload. Insert data references ``payload``."""
+def decode(payload: memoryview, wal_dir: Path | None = None) -> list[Record]:
+    """Inverse of ``encode``; raises ValueError on a malformed payload, or a staged insert whose file in
+    ``wal_dir`` is missing or does not match its record. Insert data references ``payload``."""
     (count,) = PAYLOAD_HEADER.unpack_from(payload, 0)
     off = PAYLOAD_HEADER.size
     out: list[Record] = []
@@ -183,6 +200,12 @@ def decode(payload: memoryview) -> list[Record]:
             out.append(DropRecord(oid, bytes(body).decode()))
         elif kind == KIND_INSERT:
             out.append(InsertRecord(oid, pa.ipc.open_stream(pa.py_buffer(body)).read_all()))
+        elif kind == KIND_INSERT_STAGED:
+            if wal_dir is None or len(body) <= STAGED.size:
+                raise ValueError("a staged insert needs its WAL directory and a file name")
+            first, rows, size, crc = STAGED.unpack_from(body, 0)
+            data = read_rows(wal_dir / bytes(body[STAGED.size:]).decode(), size, crc, rows)
+            out.append(InsertRecord(oid, add_row_ids(data, first)))
         elif kind == KIND_DELETE:
             out.append(DeleteRecord(oid, np.frombuffer(body, dtype="<i8").astype(np.int64, copy=False)))
         elif kind == KIND_SEQUENCE:

@@ -7,6 +7,8 @@ Data directory layout::
       catalog.json                  tables, next OID, sequence positions (catalog.py)
       wal/<first-lsn:020d>.wal      write-ahead log files (wal.py); payloads in records.py
       wal/<name>.torn-<ns>          copy of a WAL file whose torn tail recovery cut off
+      wal/staged-<token>.arrows     rows of a large insert written as they arrive (staging.py)
+      wal/<lsn:020d>.<n>.rows       those rows once op n of commit <lsn> names them (removed with its WAL file)
       tables/<oid>/manifest.json    the table's sealed segments and delete files (manifest.py)
       tables/<oid>/seg-<n>.arrow    a sealed segment: Arrow IPC file, uncompressed, memory-mapped (segment.py)
       tables/<oid>/seg-<n>.del-<lsn>.arrow   the segment's deleted row ids as of that LSN (segment.py)
@@ -49,6 +51,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import records as records_codec
+from . import staging
 from .catalog import load_catalog
 from .checkpoint import checkpoint_table, remove_strays, write_catalog
 from .compaction import CompactionResult, deleted_since, live_rows, plan_groups
@@ -60,6 +63,7 @@ from .ops import Op
 from .records import CATALOG_RECORDS, CreateIndexRecord, CreateRecord, InsertRecord, Record
 from .segment import SealedSegment, open_sealed, segment_file_name, write_arrow_file
 from .snapshot import Snapshot, Version
+from .staging import StagedRows, rows_file_name
 from .table import TableState
 from .types import TableSchema
 from .wal import KIND_COMMIT, WalWriter, recover
@@ -145,7 +149,7 @@ class Store:
              wal_segment_bytes: int = 64 << 20, checkpoint_wal_bytes: int = 256 << 20,
              build_indexes: bool = True, growing_index_rows: int = 10_000, index_build_threads: int = 0,
              compaction_ratio: float = 0.2, compaction_interval: float = 0.0,
-             background_checkpoints: bool = False) -> Store:
+             background_checkpoints: bool = False, stage_bytes: int = 32 << 20) -> Store:
         """Open (creating if missing) the data directory at ``path`` and recover it.
 
         ``seal_rows``: rows after which a growing segment is sealed. ``fsync=False`` skips every fsync
@@ -163,6 +167,8 @@ class Store:
         ``checkpoint_wal_bytes`` returns once durable, and a checkpointer thread seals and cuts after it
         (``wait_checkpoints`` waits for it); off, the committing thread does it before returning. Commits
         that change the catalog always checkpoint in their own thread. The server turns it on.
+        ``stage_bytes``: the size of rows from which a loader that can (COPY) should write them to a
+        staged file as they arrive (``stage``), so that the commit logs a file name (0: never).
         """
         root = Path(path)
         store = cls(root, seal_rows=seal_rows, fsync=fsync, wal_segment_bytes=wal_segment_bytes,
@@ -170,6 +176,7 @@ class Store:
                     growing_index_rows=growing_index_rows, index_build_threads=index_build_threads,
                     compaction_ratio=compaction_ratio, compaction_interval=compaction_interval,
                     background_checkpoints=background_checkpoints, _private=True)
+        store.stage_bytes = stage_bytes
         store._lock_dir()
         try:
             store._recover()
@@ -209,7 +216,7 @@ class Store:
         self.repaired_wal = wal.repaired
         for rec in wal.records:
             try:
-                ops = records_codec.decode(rec.payload)
+                ops = records_codec.decode(rec.payload, self.root / "wal")
             except Exception as e:
                 raise CorruptionError(rec.path, rec.offset, f"undecodable commit record: {e}") from e
             for op in ops:
@@ -230,6 +237,9 @@ class Store:
         self._durable_lsn = last
         self._wal = WalWriter(self.root / "wal", self._next_lsn, segment_bytes=self._wal_segment_bytes,
                               fsync=self.fsync)
+        first = self._wal.files[0][0] if self._wal.files else self._next_lsn
+        for stray in staging.remove_strays(self.root / "wal", first, last):
+            log.info("removed %s: staged rows no durable commit names", stray)
         with self._writer_lock:
             write_catalog(state, last, fsync=self.fsync)
             remove_strays(state)
@@ -372,6 +382,20 @@ class Store:
         ops = list(ops)
         return self._submit(lambda lsn, undo: [r for op in ops for r in self._state.resolve(op, lsn, undo)])
 
+    def stage(self, table: str) -> StagedRows:
+        """A file to write rows of ``table`` to as they arrive (its user columns, ``arrow_schema()``),
+        for an ``Insert(table, rows, staged=...)`` of the same rows; see staging.py."""
+        with self._writer_lock:
+            self._check_usable()
+            schema = self._state.table(table).arrow_schema
+        return StagedRows(self.root / "wal", schema, fsync=self.fsync)
+
+    def _seal_staged(self, recs: list[Record], lsn: int) -> None:
+        """Make the staged files of ``recs`` durable under their commit's names, before its record is."""
+        for i, rec in enumerate(recs):
+            if isinstance(rec, InsertRecord) and rec.staged is not None and not rec.staged.sealed:
+                rec.staged.seal(self.root / "wal" / rows_file_name(lsn, i))
+
     def _submit(self, build: Callable[[int, Undo], list[Record]]) -> int:
         with self._writer_lock:
             self._check_usable()
@@ -380,6 +404,7 @@ class Store:
             undo: Undo = []
             try:
                 recs = build(lsn, undo)
+                self._seal_staged(recs, lsn)
                 payload = records_codec.encode(recs) if recs else None
             except BaseException:
                 self._state.roll_back(save, undo)

@@ -38,6 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import staging
 from .durable import fsync_dir, sync_fd
 from .errors import CorruptionError
 
@@ -250,6 +251,8 @@ class WalWriter:
             self._closed_bytes -= path.stat().st_size
             path.unlink()
             removed.append(path)
+        if removed:  # the staged rows their records named go with them
+            removed += staging.remove_before(self.dir, self.files[0][0])
         if removed and self.fsync:
             fsync_dir(self.dir)
         return removed

@@ -244,7 +244,10 @@ class WriterState:
             candidates = [i for i in (in_batch, int(hits[0]) if len(hits) else None) if i is not None]
             if candidates:
                 raise DuplicateKeyError(state.name, pk.codec.describe(data, min(candidates)))
-        return [InsertRecord(state.oid, add_row_ids(data, state.next_rowid), keys)]
+        # a staged file is logged in place of the rows only when it holds exactly these rows
+        staged = op.staged if (op.staged is not None and data is op.data and op.staged.rows == data.num_rows
+                               and op.staged.schema.equals(data.schema)) else None
+        return [InsertRecord(state.oid, add_row_ids(data, state.next_rowid), keys, staged)]
 
     def _resolve_delete(self, op: Delete) -> list[Record]:
         state = self.table(op.table)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import threading
+import time
 from pathlib import Path
 
+import numpy as np
 import psycopg
+import pytest
 
+from sqlvec import bench_data
 from tests.conftest import start_server
 
 
@@ -70,5 +77,70 @@ def test_torn_wal_tail_is_dropped(tmp_path: Path):
         server = start_server(data)
         with psycopg.connect(server.dsn, autocommit=True) as c:
             assert c.execute("SELECT id FROM w ORDER BY id").fetchall() == [(1,), (3,)]
+    finally:
+        server.stop()
+
+
+def _copy_text(n: int, first: int = 0, dim: int = 128) -> tuple[bytes, np.ndarray]:
+    rng = np.random.default_rng(first)
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    lines = [f"{first + i}\t{t}\n" for i, t in enumerate(bench_data.to_text(vectors))]
+    return "".join(lines).encode(), bench_data.parse_text(bench_data.to_text(vectors), dim)
+
+
+def _leftovers(data: Path) -> list[str]:
+    return sorted(p.name for p in (data / "wal").iterdir() if p.name.startswith("staged-"))
+
+
+def test_staged_copy_survives_kill_9_and_failed_copies_leave_nothing(tmp_path: Path):
+    """A COPY past --stage-bytes writes its rows beside the WAL as they arrive and logs the file's name:
+    after kill -9 every acknowledged row is back, from that file. A COPY that fails after staging began,
+    or whose client goes away, leaves no row and no staged file."""
+    data = tmp_path / "data"
+    env = {"SQLVEC_STAGE_BYTES": "1"}
+    payload, vectors = _copy_text(20_000)  # > 16 MB: decoded (and staged) before CopyDone
+    server = start_server(data, extra_env=env)
+    with psycopg.connect(server.dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE s (id bigint PRIMARY KEY, e vector(128))")
+        with c.cursor().copy("COPY s (id, e) FROM STDIN") as cp:
+            for i in range(0, len(payload), 1 << 20):
+                cp.write(payload[i:i + (1 << 20)])
+    assert [p.name for p in (data / "wal").iterdir() if p.name.endswith(".rows")]  # the staged path was taken
+    server.kill()
+
+    server = start_server(data, extra_env=env)
+    try:
+        with psycopg.connect(server.dsn, autocommit=True) as c:
+            assert c.execute("SELECT count(*) FROM s").fetchone() == (20_000,)
+            got = c.execute("SELECT id, e::text FROM s WHERE id IN (0, 7777, 19999) ORDER BY id").fetchall()
+            assert [r[0] for r in got] == [0, 7777, 19999]
+            for (i, text), want in zip(got, vectors[[0, 7777, 19999]]):
+                assert np.array_equal(bench_data.parse_text([text], 128)[0], want), i
+
+            bad, _ = _copy_text(20_000, first=100_000)
+            with pytest.raises(psycopg.errors.InvalidTextRepresentation), c.cursor().copy(
+                    "COPY s (id, e) FROM STDIN") as cp:
+                cp.write(bad)
+                cp.write(b"x\t[1]\n")  # the last line is bad: everything before it is already staged
+            assert c.execute("SELECT count(*) FROM s").fetchone() == (20_000,)
+            assert _leftovers(data) == []
+
+        cut = psycopg.connect(server.dsn, autocommit=True)
+        copying = cut.cursor().copy("COPY s (id, e) FROM STDIN")
+        copying.__enter__().write(bad[: 20 << 20])
+        deadline = time.time() + 10
+        while not _leftovers(data) and time.time() < deadline:  # sent, decoded and being staged
+            time.sleep(0.05)
+        assert _leftovers(data)
+        socket.socket(fileno=os.dup(cut.pgconn.socket)).shutdown(socket.SHUT_RDWR)  # the client goes away
+        with contextlib.suppress(psycopg.Error):
+            copying.__exit__(None, None, None)
+        cut.close()
+        deadline = time.time() + 10
+        while _leftovers(data) and time.time() < deadline:
+            time.sleep(0.1)
+        assert _leftovers(data) == []
+        with psycopg.connect(server.dsn, autocommit=True) as c:
+            assert c.execute("SELECT count(*) FROM s").fetchone() == (20_000,)
     finally:
         server.stop()
