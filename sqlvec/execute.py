@@ -9,6 +9,9 @@ writes become storage operations.
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -432,6 +435,10 @@ def _copy_context(plan: CopyFrom, work: Callable[[], Any]) -> Any:
         raise
 
 
+# Pieces (up to 1 MB each, see wire/server.py) a COPY's decoder thread may have waiting: two text chunks.
+_DECODE_QUEUE = 32
+
+
 class CopyLoad:
     """COPY ... FROM STDIN as its data arrives. Text is decoded a chunk of whole lines at a time
     as it comes, binary a chunk of whole tuples when they share one layout (so memory holds
@@ -463,11 +470,42 @@ class CopyLoad:
         # so that its commit logs the file's name rather than the rows (storage/staging.py).
         self._stage_bytes = ctx.engine.store.stage_bytes if ctx.txn is None else 0
         self._staged: StagedRows | None = None
+        self._pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=_DECODE_QUEUE)
+        self._decoding: threading.Thread | None = None
+        self._failure: BaseException | None = None
 
     def feed(self, data: bytes) -> None:
+        """Take the next piece of the stream. Text and binary are decoded in a thread of the COPY's own,
+        so the connection goes on receiving meanwhile (a bounded queue holds it back when decoding falls
+        behind); a decoding error is raised by the next feed or by finish."""
         if self._decoder is None:
             self._chunks.append(bytes(data))
             return
+        if self._failure is not None:
+            raise self._failure
+        if self._decoding is None:
+            self._decoding = threading.Thread(target=self._decode_loop, name="sqlvec-copy-decoder", daemon=True)
+            self._decoding.start()
+        self._pieces.put(bytes(data))
+
+    def _decode_loop(self) -> None:
+        while (data := self._pieces.get()) is not None:
+            if self._failure is None:
+                try:
+                    self._decode_piece(data)
+                except BaseException as e:  # noqa: BLE001 - raised by the next feed or by finish
+                    self._failure = e
+
+    def _drain(self) -> None:
+        """Wait until every piece fed so far is decoded; raise the first decoding error."""
+        if self._decoding is not None:
+            self._pieces.put(None)
+            self._decoding.join()
+            self._decoding = None
+        if self._failure is not None:
+            raise self._failure
+
+    def _decode_piece(self, data: bytes) -> None:
         if self._header is not None:
             self._header += data
             if b"\n" not in self._header:
@@ -498,7 +536,9 @@ class CopyLoad:
             self._staged.append(t)
 
     def abort(self) -> None:
-        """Remove the staged file, unless the COPY's commit took it."""
+        """Stop decoding; remove the staged file, unless the COPY's commit took it."""
+        with contextlib.suppress(BaseException):
+            self._drain()
         if self._staged is not None:
             self._staged.discard()
             self._staged = None
@@ -525,6 +565,7 @@ class CopyLoad:
     def _decode_rest(self) -> pa.Table:
         o = self.plan.options
         if self._decoder is not None:
+            self._drain()
             if self._header is not None:  # the data ended inside the header line
                 self._header = None
             rest = [self._rows(t) for t in self._decoder.finish()]

@@ -98,6 +98,7 @@ DEFAULT_BATCH_BYTES = 8 << 20  # fewer rows per fetch when rows are wide (text v
 _READ_SIZE = 256 << 10
 _FLUSH_BYTES = 256 << 10
 _COPY_FEED_BYTES = 1 << 20
+_COPY_READ_SIZE = 1 << 20
 _COPY_OUT_BATCH_ROWS = 65_536  # rows COPY TO STDOUT fetches and encodes at a time (one CopyData per row)
 
 T = TypeVar("T")
@@ -742,7 +743,8 @@ class Connection:
                     await feeding
                     feeding = None
                 if isinstance(msg, CopyData):
-                    feeding = asyncio.ensure_future(self.call(sink.feed, self._gather_copy_data(msg.data)))
+                    data = await self._gather_copy_data(msg.data)
+                    feeding = asyncio.ensure_future(self.call(sink.feed, data))
                 elif isinstance(msg, CopyDone):
                     tag = await self.call(sink.finish)
                     self._copy_sink = None
@@ -779,14 +781,24 @@ class Connection:
             if self.state is ConnectionState.COPY_IN:
                 self.state = ConnectionState.READY
 
-    def _gather_copy_data(self, first: bytes) -> bytes:
-        """Join the CopyData messages already buffered, so the sink is fed in large pieces."""
+    async def _gather_copy_data(self, first: bytes) -> bytes:
+        """Join CopyData messages up to _COPY_FEED_BYTES, reading on while the stream has only CopyData,
+        so the sink is fed in large pieces: psycopg sends 128 KB messages, and a worker call for each
+        cost more in thread handoffs than the decoding of them. Stops early at any other message or at
+        the end of the connection, which the next receive() then reports."""
         chunks = [first]
         size = len(first)
-        while size < _COPY_FEED_BYTES and self.decoder.peek_type() == b"d":
-            msg = self.decoder.next_message()
+        while size < _COPY_FEED_BYTES:
+            kind = self.decoder.peek_type()
+            msg = self.decoder.next_message() if kind == b"d" else None
             if msg is None:
-                break
+                if kind not in (None, b"d"):
+                    break
+                data = await self.reader.read(_COPY_READ_SIZE)  # an incomplete CopyData, or nothing yet
+                if not data:
+                    break
+                self.decoder.feed(data)
+                continue
             assert isinstance(msg, CopyData)
             chunks.append(msg.data)
             size += len(msg.data)
@@ -1479,7 +1491,9 @@ class WireServer:
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> asyncio.Server:
-        self._server = await asyncio.start_server(self._accept, host, port)
+        # The stream buffer may hold a COPY feed's worth before reading pauses (the default 64 KB limit
+        # pauses at 128 KB, so a COPY is read in many small pieces).
+        self._server = await asyncio.start_server(self._accept, host, port, limit=_COPY_FEED_BYTES)
         for sock in self._server.sockets:
             logger.info("listening on %s", sock.getsockname())
         return self._server

@@ -332,7 +332,8 @@ def test_flush_sends_without_sync() -> None:
 def test_copy_in_simple_query(factory: FakeFactory) -> None:
     rows = b"".join(b"%d\tname %d\t[%d,0,1]\n" % (i, i, i) for i in range(100))
     pieces = [fe.copy_data(rows[i : i + 77]) for i in range(0, len(rows), 77)]
-    # the first piece alone, the rest in one packet: buffered CopyData are fed to the engine together
+    # the first piece alone, the rest in one packet: CopyData are gathered across packets (up to 1 MB)
+    # and fed to the engine together
     out = talk(factory, fe.query("copy items from stdin"), pieces[0], b"".join(pieces[1:]) + fe.copy_data(b"\\.\n"),
                fe.COPY_DONE, fe.query("table items"))
     assert out[0].kind == "G"
@@ -341,7 +342,7 @@ def test_copy_in_simple_query(factory: FakeFactory) -> None:
     assert out[1].values == ["COPY 100"] and out[2].kind == "Z"
     assert kinds(out[3:]) == "T" + "D" * 100 + "CZ"
     assert out[4].values == [b"0", b"name 0", b"[0,0,1]"]
-    assert factory.copy_feeds == [2]
+    assert factory.copy_feeds == [1]
 
 
 def test_copy_fail(factory: FakeFactory) -> None:
