@@ -112,10 +112,17 @@ def first_duplicate(keys: np.ndarray) -> int | None:
     return int(order[1:][dup].min())
 
 
-@dataclass(frozen=True)
+# Inserts of at least this many rows get a sorted run of their own in the growing part of a PkIndex, up to
+# this many runs (each lookup searches every run); later ones go into the dict until the next seal.
+GROWING_RUN_ROWS = 4096
+MAX_GROWING_RUNS = 8
+
+
+@dataclass(frozen=True, eq=False)
 class _Run:
     keys: np.ndarray  # sorted
     rowids: np.ndarray
+    source: np.ndarray | None = None  # the keys of the insert a growing run was made from, as given
 
     @classmethod
     def build(cls, keys: np.ndarray, rowids: np.ndarray, live: LiveRowIds) -> _Run:
@@ -132,7 +139,10 @@ class PkIndex:
         self.codec = codec
         self._live = live
         self._runs: list[_Run] = []
+        # Growing rows: a small insert's keys go into the dict, a large one's into a sorted run of its own
+        # (a dict of a million keys took 0.2-0.4 s of a large COPY's commit).
         self._growing: dict[object, int] = {}
+        self._growing_runs: list[_Run] = []
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Row id of the live row with each key, -1 where none."""
@@ -140,7 +150,7 @@ class PkIndex:
         out = np.full(n, -1, dtype=np.int64)
         if n == 0:
             return out
-        for run in self._runs:
+        for run in self._runs + self._growing_runs:
             lo = np.searchsorted(run.keys, keys, side="left")
             hi = np.searchsorted(run.keys, keys, side="right")
             count = hi - lo
@@ -156,10 +166,19 @@ class PkIndex:
         return out
 
     def add_growing(self, keys: np.ndarray, rowids: np.ndarray) -> None:
+        if len(keys) >= GROWING_RUN_ROWS and len(self._growing_runs) < MAX_GROWING_RUNS:
+            order = np.argsort(keys, kind="stable")
+            self._growing_runs.append(_Run(keys[order], rowids[order], keys))
+            return
         self._growing.update(zip(keys.tolist(), rowids.tolist()))
 
     def remove_growing(self, keys: np.ndarray) -> None:
-        """Undo ``add_growing``. Any older entry for these keys pointed at a dead row: dropping is exact."""
+        """Undo ``add_growing(keys, ...)`` (the same ``keys`` array). Any older entry for these keys pointed
+        at a dead row: dropping is exact."""
+        runs = [r for r in self._growing_runs if r.source is not keys]
+        if len(runs) < len(self._growing_runs):
+            self._growing_runs = runs
+            return
         deque(map(self._growing.pop, keys.tolist(), repeat(None)), maxlen=0)
 
     def add_sealed(self, keys: np.ndarray, rowids: np.ndarray) -> None:
@@ -176,3 +195,4 @@ class PkIndex:
 
     def clear_growing(self) -> None:
         self._growing = {}
+        self._growing_runs = []

@@ -65,3 +65,9 @@ def vector_rows(first_id: int, vectors, *, null_every: int = 0) -> pa.Table:
         mask = pa.array(ids % null_every == 0)
     emb = pa.FixedSizeListArray.from_arrays(values, dim, mask=mask)
     return pa.table({"id": pa.array(ids), "embedding": emb, "tag": pa.array((ids % 7).astype(np.int32))})
+
+
+def crash(store) -> None:
+    """Abandon a Store as a killed process would: OS buffers stay, the lock goes."""
+    store._wal._file.flush()
+    store._unlock_dir()

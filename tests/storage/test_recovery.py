@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from storage_testing import rows, table_schema
+from storage_testing import crash, rows, table_schema
 
 from storage import CorruptionError, CreateTable, Delete, DropTable, Insert, Store
 from storage import checkpoint as checkpoint_module
 from storage.wal import WalWriter
-
-
-def _crash(store: Store) -> None:
-    """Abandon the store as a killed process would: OS buffers stay, the lock goes."""
-    store._wal._file.flush()
-    store._unlock_dir()
 
 
 def _ids(store: Store) -> list[int]:
@@ -37,7 +31,7 @@ def test_seal_interrupted_before_manifest(tmp_path, monkeypatch):
     store.commit([Insert("t", rows(schema, range(4, 9)))])  # durable; its seal fails (logged)
     assert _ids(store) == list(range(9))
     assert "seg-000002.arrow" in _files(store)  # written, but no manifest names it
-    _crash(store)
+    crash(store)
     monkeypatch.undo()
     store = Store.open(tmp_path, seal_rows=4, fsync=False)
     assert _ids(store) == list(range(9)) and store.snapshot().count("t") == 9
@@ -56,7 +50,7 @@ def test_crash_before_wal_truncation_replays_idempotently(tmp_path, monkeypatch)
     store.commit([Delete("t", store.lookup_row_ids("t", rows(schema, [1, 8])))])
     store.checkpoint()
     store.commit([Delete("t", store.lookup_row_ids("t", rows(schema, [2])))])
-    _crash(store)
+    crash(store)
     store = Store.open(tmp_path, seal_rows=3, fsync=False)  # replays the whole WAL over the files
     assert _ids(store) == [0, 3, 4, 5, 6, 7, 9]
     assert store.snapshot().count("t") == 7
@@ -72,7 +66,7 @@ def test_drop_interrupted_before_folder_removal(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint_module.shutil, "rmtree", lambda *a, **k: None)
     store.commit([DropTable("t")])
     assert folder.exists()
-    _crash(store)
+    crash(store)
     monkeypatch.undo()
     store = Store.open(tmp_path, seal_rows=2, fsync=False)
     assert not folder.exists() and "t" not in store.catalog
@@ -184,7 +178,7 @@ def test_background_checkpoint_seals_after_the_commit_returns(tmp_path, monkeypa
     release.clear()
     store = Store.open(tmp_path, seal_rows=4, fsync=False, background_checkpoints=True)
     store.commit([Insert("t", rows(schema, range(6, 10)))])
-    _crash(store)
+    crash(store)
     # A killed process's checkpointer dies with it; this one lives on in the test process, so it is
     # stopped before the real checkpoint is back (or it would seal under the reopened store).
     abandon.set()

@@ -5,16 +5,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from storage_testing import rows, table_schema
+from storage_testing import crash, rows, table_schema
 
 from storage import CorruptionError, CreateTable, DuplicateKeyError, Insert, Store
 from storage.staging import StagedRows
-
-
-def _crash(store: Store) -> None:
-    """Abandon the store as a killed process would: OS buffers stay, the lock goes."""
-    store._wal._file.flush()
-    store._unlock_dir()
 
 
 def _open(path) -> Store:
@@ -49,7 +43,7 @@ def test_staged_insert_is_logged_by_name_and_replayed_from_its_file(tmp_path):
     assert staged.sealed and staged.path.name == f"{lsn:020d}.0.rows" and staged.path.exists()
     assert store._wal.total_bytes - wal_before < 200  # a file name, not 700 rows
     assert _ids(store) == list(range(700))
-    _crash(store)
+    crash(store)
 
     store = _open(tmp_path)  # replayed from the .rows file
     got = store.snapshot().scan("t", ["id", "embedding", "body"])
@@ -69,7 +63,7 @@ def test_files_no_durable_commit_names_are_removed_at_open(tmp_path):
     staged, _ = _staged(store, range(50))  # a COPY still running at the crash
     assert staged.path.name.startswith("staged-")
     (store.root / "wal" / f"{10**6:020d}.0.rows").write_bytes(b"a crash before its record was durable")
-    _crash(store)
+    crash(store)
     store = _open(tmp_path)
     assert [n for n in _wal_files(store) if not n.endswith(".wal")] == []
     assert _ids(store) == []
@@ -97,7 +91,7 @@ def test_staged_file_that_does_not_hold_the_rows_is_not_logged(tmp_path):
     store.commit([Insert("t", other, staged)])  # 5 rows against a file of 10: the rows are logged
     assert not staged.sealed and store._wal.total_bytes - wal_before > other.nbytes
     staged.discard()
-    _crash(store)
+    crash(store)
     store = _open(tmp_path)
     assert _ids(store) == list(range(20, 25))
     store.close()
@@ -108,7 +102,7 @@ def test_damaged_rows_file_is_corruption_not_lost_rows(tmp_path, damage):
     store = _open(tmp_path)
     staged, data = _staged(store, range(100))
     store.commit([Insert("t", data, staged)])
-    _crash(store)
+    crash(store)
     path = staged.path
     if damage == "remove":
         path.unlink()
