@@ -13,7 +13,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from sqlvec import bench_data
+from sqlvec import bench_data, bench_writes
 from tests.conftest import start_server
 
 
@@ -105,13 +105,24 @@ def test_staged_copy_survives_kill_9_and_failed_copies_leave_nothing(tmp_path: P
         with c.cursor().copy("COPY s (id, e) FROM STDIN") as cp:
             for i in range(0, len(payload), 1 << 20):
                 cp.write(payload[i:i + (1 << 20)])
-    assert [p.name for p in (data / "wal").iterdir() if p.name.endswith(".rows")]  # the staged path was taken
+        wide = np.random.default_rng(9).standard_normal((40_000, 128)).astype(np.float32)  # 21 MB in binary
+        binary = bench_writes.binary_stream(np.arange(40_000, dtype=np.int64), wide,
+                                            np.arange(40_000, dtype=np.int32) % 7)
+        c.execute("CREATE TABLE b (id bigint PRIMARY KEY, embedding vector(128), bucket int)")
+        with c.cursor().copy("COPY b (id, embedding, bucket) FROM STDIN (FORMAT binary)") as cp:
+            for i in range(0, len(binary), 1 << 20):
+                cp.write(binary[i:i + (1 << 20)])
+    staged = [p.name for p in (data / "wal").iterdir() if p.name.endswith(".rows")]
+    assert len(staged) == 2  # the staged path was taken, by text and by binary
     server.kill()
 
     server = start_server(data, extra_env=env)
     try:
         with psycopg.connect(server.dsn, autocommit=True) as c:
             assert c.execute("SELECT count(*) FROM s").fetchone() == (20_000,)
+            assert c.execute("SELECT count(*), sum(bucket) FROM b").fetchone() == (40_000, sum(i % 7 for i in range(40_000)))
+            text = c.execute("SELECT embedding::text FROM b WHERE id = 32345").fetchone()[0]
+            assert np.array_equal(bench_data.parse_text([text], 128)[0], wide[32345])
             got = c.execute("SELECT id, e::text FROM s WHERE id IN (0, 7777, 19999) ORDER BY id").fetchall()
             assert [r[0] for r in got] == [0, 7777, 19999]
             for (i, text), want in zip(got, vectors[[0, 7777, 19999]]):
