@@ -95,7 +95,7 @@ class Store:
                  checkpoint_wal_bytes: int, build_indexes: bool = True, growing_index_rows: int = 10_000,
                  index_build_threads: int = 0, compaction_ratio: float = 0.2,
                  compaction_interval: float = 0.0, background_checkpoints: bool = False,
-                 _private: bool = False):
+                 stage_bytes: int = 32 << 20, _private: bool = False):
         if not _private:
             raise TypeError("use Store.open(path)")
         if seal_rows < 1:
@@ -118,6 +118,7 @@ class Store:
         # Background checkpoints: commits that leave a segment to seal or a WAL to cut bump _ckpt_asked;
         # the checkpointer thread sets _ckpt_done to the count it has served.
         self.background_checkpoints = background_checkpoints
+        self.stage_bytes = stage_bytes  # read by loaders (COPY); see stage()
         self._ckpt_cond = threading.Condition(threading.Lock())
         self._ckpt_asked = 0
         self._ckpt_done = 0
@@ -175,8 +176,7 @@ class Store:
                     checkpoint_wal_bytes=checkpoint_wal_bytes, build_indexes=build_indexes,
                     growing_index_rows=growing_index_rows, index_build_threads=index_build_threads,
                     compaction_ratio=compaction_ratio, compaction_interval=compaction_interval,
-                    background_checkpoints=background_checkpoints, _private=True)
-        store.stage_bytes = stage_bytes
+                    background_checkpoints=background_checkpoints, stage_bytes=stage_bytes, _private=True)
         store._lock_dir()
         try:
             store._recover()

@@ -264,11 +264,10 @@ def _decode_plain(data: bytes, names: list[str], oids: list[int], arrow_types: l
     matrix = np.empty((n, dim), np.float32)
     matrix[:, 0], matrix[:, -1] = head[-1], tail[0]
     row = 0
-    for batch in table.to_batches():  # the parser's columns -> rows, a block at a time
-        block = np.vstack([c.to_numpy() for c in batch.columns[1:-1]]) if dim > 2 else None
-        if block is not None:
-            matrix[row: row + batch.num_rows, 1:-1] = block.T
-        row += batch.num_rows
+    if dim > 2:
+        for batch in table.to_batches():  # the parser's inner columns -> rows, a block at a time
+            matrix[row: row + batch.num_rows, 1:-1] = np.vstack([c.to_numpy() for c in batch.columns[1:-1]]).T
+            row += batch.num_rows
     if not np.isfinite(matrix).all():
         return None  # NaN / infinity: the general path reports it
     scalars = head[:-1] + tail[1:]
