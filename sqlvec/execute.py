@@ -435,8 +435,8 @@ def _copy_context(plan: CopyFrom, work: Callable[[], Any]) -> Any:
         raise
 
 
-# Pieces (up to 1 MB each, see wire/server.py) a COPY's decoder thread may have waiting: two text chunks.
-_DECODE_QUEUE = 32
+# Pieces (up to 16 MB each, see wire/server.py) a COPY's decoder thread may have waiting.
+_DECODE_QUEUE = 2
 
 
 class CopyLoad:
@@ -474,7 +474,7 @@ class CopyLoad:
         self._decoding: threading.Thread | None = None
         self._failure: BaseException | None = None
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         """Take the next piece of the stream. Text and binary are decoded in a thread of the COPY's own,
         so the connection goes on receiving meanwhile (a bounded queue holds it back when decoding falls
         behind); a decoding error is raised by the next feed or by finish."""
@@ -486,7 +486,7 @@ class CopyLoad:
         if self._decoding is None:
             self._decoding = threading.Thread(target=self._decode_loop, name="sqlvec-copy-decoder", daemon=True)
             self._decoding.start()
-        self._pieces.put(bytes(data))
+        self._pieces.put(data if isinstance(data, (bytes, bytearray)) else bytes(data))  # a bytearray is ours now
 
     def _decode_loop(self) -> None:
         while (data := self._pieces.get()) is not None:

@@ -511,6 +511,46 @@ class FrontendDecoder:
         while (msg := self.next_message()) is not None:
             yield msg
 
+    def take_copy_data(self, out: list[bytes | memoryview], limit: int, data: bytes = b"") -> int:
+        """Append to ``out`` the payloads of the whole CopyData messages at the front of what is
+        buffered followed by ``data``, up to about ``limit`` bytes or until anything else is next
+        (another message, a partial one, a bad header: :meth:`next_message` returns or reports it);
+        the rest stays buffered. Returns the bytes appended. Payloads in ``data`` are views of it,
+        with no copy, when nothing was buffered before it: the bulk path of COPY FROM STDIN, whose
+        caller joins them once."""
+        if self.expect_startup:
+            self.feed(data)
+            return 0
+        if self.buffered:
+            if data:
+                self.feed(data)
+            self._pos, size = self._payloads(self._buf, self._pos, out, limit, copy=True)
+            return size
+        end, size = self._payloads(data, 0, out, limit, copy=False)
+        if end < len(data):
+            self.feed(memoryview(data)[end:])
+        return size
+
+    def _payloads(self, buf: bytes | bytearray, pos: int, out: list[bytes | memoryview], limit: int, *,
+                  copy: bool) -> tuple[int, int]:
+        """Whole CopyData payloads of ``buf`` from ``pos`` onto ``out`` (copies of them when ``buf`` is the
+        decoder's own buffer, which changes); the position after them and their size."""
+        end, size = len(buf), 0
+        view = memoryview(buf)
+        try:
+            while size < limit and end - pos >= 5 and buf[pos] == 0x64:
+                (length,) = _INT32.unpack_from(buf, pos + 1)
+                if length < 4 or length - 4 > self.max_message_size or end - pos < 1 + length:
+                    break
+                payload = view[pos + 5 : pos + 1 + length]
+                out.append(bytes(payload) if copy else payload)
+                size += length - 4
+                pos += 1 + length
+        finally:
+            if copy:
+                view.release()
+        return pos, size
+
 
 def parse_sasl_initial_response(data: bytes) -> tuple[str, bytes | None]:
     """SASLInitialResponse body -> (mechanism, client-first-message or None)."""

@@ -132,7 +132,7 @@ def _raw_line(buf: np.ndarray, line_starts: np.ndarray, line: int) -> str:
 
 
 def decode_copy_text(
-    data: bytes,
+    data: bytes | bytearray,
     names: list[str],
     oids: list[int],
     arrow_types: list[pa.DataType],
@@ -723,9 +723,16 @@ class CopyTextDecoder:
         self._line += table.num_rows
         return table
 
-    def feed(self, data: bytes) -> list[pa.Table]:
+    def feed(self, data: bytes | bytearray) -> list[pa.Table]:
+        """Take the next piece; the tables of the whole lines decoded so far (none until a chunk is
+        full). A bytearray piece is the decoder's to keep."""
         if self._ended or not data:
             return []
+        if (isinstance(data, bytearray) and len(data) >= self.chunk_bytes and b"\\" not in data
+                and not any(b"\\" in p for p in self._pieces)):
+            tables = self._feed_in_place(data)
+            if tables is not None:
+                return tables
         self._pieces.append(bytes(data))
         self._size += len(data)
         if self._size < self.chunk_bytes:
@@ -746,6 +753,26 @@ class CopyTextDecoder:
             self._ended = True
             self._pieces, self._size = [], 0
         return [self._decode(stripped)]
+
+    def _feed_in_place(self, data: bytearray) -> list[pa.Table] | None:
+        """A whole chunk with no backslash (so no escaped newline and no end marker) decoded where it
+        lies rather than copied into one: the line that the pending pieces begin and ``data``'s first
+        line ends is decoded on its own, then ``data`` without it and without its partial last line
+        (both cut off in place, which costs no copy). None when ``data`` has no newline at all."""
+        first = data.find(b"\n") + 1
+        if first == 0:
+            return None
+        tables = []
+        if self._pieces:
+            tables.append(self._decode(b"".join([*self._pieces, data[:first]])))
+            del data[:first]
+        cut = data.rfind(b"\n") + 1
+        rest = bytes(data[cut:])
+        del data[cut:]
+        self._pieces, self._size = ([rest], len(rest)) if rest else ([], 0)
+        if data:
+            tables.append(self._decode(data))
+        return tables
 
     def finish(self) -> list[pa.Table]:
         rest = b"".join(self._pieces)

@@ -97,7 +97,8 @@ DEFAULT_BATCH_ROWS = 10_000
 DEFAULT_BATCH_BYTES = 8 << 20  # fewer rows per fetch when rows are wide (text vectors)
 _READ_SIZE = 256 << 10
 _FLUSH_BYTES = 256 << 10
-_COPY_FEED_BYTES = 1 << 20
+_COPY_FEED_BYTES = 16 << 20  # a text COPY decoding chunk (wire/copy_text.py), decoded where it lies
+_STREAM_LIMIT = 1 << 20
 _COPY_READ_SIZE = 1 << 20
 _COPY_OUT_BATCH_ROWS = 65_536  # rows COPY TO STDOUT fetches and encodes at a time (one CopyData per row)
 
@@ -781,28 +782,23 @@ class Connection:
             if self.state is ConnectionState.COPY_IN:
                 self.state = ConnectionState.READY
 
-    async def _gather_copy_data(self, first: bytes) -> bytes:
-        """Join CopyData messages up to _COPY_FEED_BYTES, reading on while the stream has only CopyData,
-        so the sink is fed in large pieces: psycopg sends 128 KB messages, and a worker call for each
-        cost more in thread handoffs than the decoding of them. Stops early at any other message or at
-        the end of the connection, which the next receive() then reports."""
-        chunks = [first]
-        size = len(first)
-        while size < _COPY_FEED_BYTES:
-            kind = self.decoder.peek_type()
-            msg = self.decoder.next_message() if kind == b"d" else None
-            if msg is None:
-                if kind not in (None, b"d"):
-                    break
-                data = await self.reader.read(_COPY_READ_SIZE)  # an incomplete CopyData, or nothing yet
-                if not data:
-                    break
-                self.decoder.feed(data)
-                continue
-            assert isinstance(msg, CopyData)
-            chunks.append(msg.data)
-            size += len(msg.data)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    async def _gather_copy_data(self, first: bytes) -> bytearray:
+        """The payloads of CopyData messages, joined up to _COPY_FEED_BYTES while the stream has only
+        CopyData, so that the sink is fed whole decoding chunks: psycopg sends 128 KB messages, and
+        a worker call for each cost more in thread handoffs than the decoding of them. The payloads
+        are views of the bytes read until one join copies them into the piece, which is the sink's to
+        keep. Stops early at any other message or at the end of the connection, which the next
+        receive() then reports."""
+        pieces: list[bytes | memoryview] = [first]
+        size, data = len(first), b""
+        while True:
+            size += self.decoder.take_copy_data(pieces, _COPY_FEED_BYTES - size, data)
+            if size >= _COPY_FEED_BYTES or self.decoder.peek_type() not in (None, b"d"):
+                break
+            data = await self.reader.read(_COPY_READ_SIZE)  # an incomplete CopyData, or nothing yet
+            if not data:
+                break
+        return bytearray().join(pieces)
 
     # ------------------------------------------------------------------ extended query
 
@@ -1493,7 +1489,7 @@ class WireServer:
     async def start(self, host: str, port: int) -> asyncio.Server:
         # The stream buffer may hold a COPY feed's worth before reading pauses (the default 64 KB limit
         # pauses at 128 KB, so a COPY is read in many small pieces).
-        self._server = await asyncio.start_server(self._accept, host, port, limit=_COPY_FEED_BYTES)
+        self._server = await asyncio.start_server(self._accept, host, port, limit=_STREAM_LIMIT)
         for sock in self._server.sockets:
             logger.info("listening on %s", sock.getsockname())
         return self._server

@@ -103,8 +103,9 @@ class CopyOut:
 class CopyInSink(Protocol):
     """Receives the data of ``COPY ... FROM STDIN``."""
 
-    def feed(self, data: bytes) -> None:
-        """CopyData payload: one message's, or several already received, joined (not aligned to rows)."""
+    def feed(self, data: bytes | bytearray) -> None:
+        """CopyData payload: one message's, or several already received, joined (not aligned to rows).
+        A bytearray is the sink's to keep (and to cut in place): the server does not touch it again."""
 
     def finish(self) -> str:
         """CopyDone received: load everything, return the command tag (``COPY n``)."""

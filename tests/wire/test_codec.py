@@ -136,6 +136,30 @@ def test_messages_split_at_every_byte() -> None:
         assert got == expected
 
 
+def test_take_copy_data_stops_at_anything_but_whole_copy_data() -> None:
+    """The COPY bulk path: payloads as views of the bytes fed (copies of what was buffered), up to the
+    limit, leaving a partial CopyData, any other message and a bad header to next_message."""
+    msgs = [fe.copy_data(b"a" * 10), fe.copy_data(b"b" * 20), fe.copy_data(b"c" * 30)]
+    d = FrontendDecoder(expect_startup=False)
+    d.feed(msgs[0][:3])  # a partial message buffered before the bytes that complete it
+    out: list[bytes | memoryview] = []
+    assert d.take_copy_data(out, 25, msgs[0][3:] + msgs[1] + msgs[2][:7]) == 30  # stops past the limit
+    assert [bytes(x) for x in out] == [b"a" * 10, b"b" * 20]
+    assert d.take_copy_data(out, 100) == 0  # the third is not whole yet
+    assert d.take_copy_data(out, 100, msgs[2][7:] + fe.COPY_DONE + fe.copy_data(b"d")) == 30
+    assert bytes(out[-1]) == b"c" * 30
+    assert d.take_copy_data(out, 100) == 0
+    assert d.next_message() == codec.CopyDone()
+    assert d.next_message() == codec.CopyData(b"d")
+    assert d.take_copy_data(out, 100, msgs[1] + fe.SYNC) == 20  # nothing buffered: a view, no copy
+    assert isinstance(out[-1], memoryview) and bytes(out[-1]) == b"b" * 20
+    assert d.next_message() == codec.Sync()
+    small = FrontendDecoder(expect_startup=False, max_message_size=8)
+    small.take_copy_data(out, 100, fe.copy_data(b"x" * 9))  # too long: next_message says so
+    with pytest.raises(ProtocolError, match="invalid message length"):
+        small.next_message()
+
+
 def test_unknown_message_type() -> None:
     with pytest.raises(ProtocolError, match="invalid frontend message type 122"):
         decode_all(b"z\x00\x00\x00\x04")

@@ -193,6 +193,38 @@ def test_chunked_decoder_matches_one_shot() -> None:
     assert "COPY line 4" in (exc.value.where or "")
 
 
+@pytest.mark.parametrize("backslash", [False, True])
+def test_bytearray_pieces_are_cut_in_place_and_match_one_shot(backslash: bool) -> None:
+    """A bytearray piece of a whole chunk is decoded where it lies (its partial lines cut off in place,
+    the line that spans pieces decoded on its own); one with a backslash takes the joining path."""
+    text = b"x\\ty" if backslash else b"xy"
+    lines = b"".join(b"%d\t%s %d\t[%d,1.5,2]\n" % (i, text, i, i) for i in range(3000))
+    names, oids, types = ["id", "name", "emb"], [T.INT8, T.TEXT, T.VECTOR], [pa.int64(), pa.string(), pa.list_(pa.float32(), 3)]
+    whole = decode_copy_text(lines, names, oids, types)
+    decoder = CopyTextDecoder(names, oids, types, chunk_bytes=5000)
+    cuts = [0, 17, 6000, 6001, 13000, 30000, 30010, 52000, len(lines)]
+    pieces = [bytearray(lines[a:b]) for a, b in zip(cuts, cuts[1:])]  # large ones begin and end mid-line
+    tables = [t for piece in pieces for t in decoder.feed(piece)] + decoder.finish()
+    assert pa.concat_tables(tables).equals(whole)
+    trimmed = [len(p) for p in pieces] != [b - a for a, b in zip(cuts, cuts[1:])]
+    assert trimmed is not backslash
+
+
+@pytest.mark.parametrize("bad_line", [2, 140, 141, 900])
+def test_bytearray_pieces_report_the_line_of_an_error(bad_line: int) -> None:
+    lines = [b"%d\t[1,2]\n" % i for i in range(1, 1001)]
+    lines[bad_line - 1] = b"%d\t[1,x]\n" % bad_line
+    data = b"".join(lines)
+    decoder = CopyTextDecoder(["id", "emb"], [T.INT8, T.VECTOR], [pa.int64(), pa.list_(pa.float32(), 2)],
+                              chunk_bytes=1000)
+    first = sum(len(x) for x in lines[:140]) - 3  # the piece boundary falls inside line 141
+    with pytest.raises(PgError) as exc:
+        for piece in (data[:first], data[first:]):
+            decoder.feed(bytearray(piece))
+        decoder.finish()
+    assert f"COPY line {bad_line}" in (exc.value.where or "")
+
+
 def test_large_copy_is_fast_enough_to_be_vectorised() -> None:
     n = 200_000
     data = b"".join(b"%d\tname %d\t[%d.5,1,2]\n" % (i, i, i) for i in range(n))
