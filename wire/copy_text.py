@@ -272,7 +272,7 @@ def _decode_plain(data: bytes, names: list[str], oids: list[int], arrow_types: l
         return None  # NaN / infinity: the general path reports it
     scalars = head[:-1] + tail[1:]
     rest = [c for c in range(k) if c != v]
-    converted = convert_fields([s.cast(_LB) for s in scalars], [np.zeros(n, bool)] * len(rest),
+    converted = convert_fields(scalars, [np.zeros(n, bool)] * len(rest),
                                [names[c] for c in rest], [oids[c] for c in rest], [arrow_types[c] for c in rest],
                                lambda r: first_line + r)
     vector = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), dim).cast(arrow_types[v])
@@ -283,26 +283,50 @@ def _decode_plain(data: bytes, names: list[str], oids: list[int], arrow_types: l
 def _split_edge(column: pa.ChunkedArray, delimiter: str, parts: int, bracket: str, *, first: bool
                 ) -> list[Any] | None:
     """The first (``first=False``: ``s<TAB>...<TAB>[e0``) or last (``first=True``: ``e(n-1)]<TAB>s...``)
-    comma field of every line, split on the delimiter into ``parts`` pieces: the scalar fields, and
-    the vector's edge element (the last piece or the first) as float32 numpy. None unless every line
-    has exactly ``parts`` pieces and the element carries its bracket and reads as a number."""
+    comma field of every line, split on the delimiter into ``parts`` pieces: the scalar fields (as
+    large_binary, for :func:`convert_fields`), and the vector's edge element (the last piece or the
+    first) as float32 numpy. None unless every line has exactly ``parts`` pieces and the element
+    carries its bracket and reads as a number.
+
+    The pieces are cut with numpy from the column's own buffers: the delimiters' positions, checked
+    to fall ``parts - 1`` in each line, bound the pieces, which are gathered out of the column."""
     text = column.combine_chunks()
-    pieces = pc.split_pattern(text, delimiter)
-    if not pc.all(pc.equal(pc.list_value_length(pieces), parts)).as_py():
+    n = len(text)
+    if n == 0 or text.null_count:
         return None
-    fields = [pc.list_element(pieces, i) for i in range(parts)]
-    edge = fields[0] if first else fields[-1]
-    marked = pc.ends_with(edge, bracket) if first else pc.starts_with(edge, bracket)
-    if not pc.all(marked).as_py():
+    offsets = np.frombuffer(text.buffers()[1], np.int32, n + 1, text.offset * 4).astype(np.int64)
+    data_buffer = text.buffers()[2]
+    data = np.frombuffer(data_buffer, np.uint8)
+    at = np.flatnonzero(data[offsets[0]: offsets[-1]] == ord(delimiter)) + offsets[0]
+    if at.size != n * (parts - 1):
         return None
-    number = pc.utf8_slice_codeunits(edge, 0, -1) if first else pc.utf8_slice_codeunits(edge, 1)
+    at = at.reshape(n, parts - 1)
+    if parts > 1 and ((at[:, 0] < offsets[:-1]).any() or (at[:, -1] >= offsets[1:]).any()):
+        return None  # sorted, as many as lines times parts - 1, and each line's within it: parts - 1 each
+    starts = np.column_stack([offsets[:-1], at + 1])
+    ends = np.column_stack([at, offsets[1:]])
+    edge = 0 if first else parts - 1
+    begin, end = starts[:, edge], ends[:, edge]
+    mark = end - 1 if first else begin
+    if ((end - begin) < 2).any() or (data[mark] != ord(bracket)).any():
+        return None
+    number = _gather(data_buffer, begin if first else begin + 1, end - 1 if first else end, pa.large_string())
     try:
         values = number.cast(pa.float32()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if first:
-        return [values] + fields[1:]
-    return fields[:-1] + [values]
+    fields = [_gather(data_buffer, starts[:, c], ends[:, c], _LB) for c in range(parts)]
+    fields[edge] = values
+    return fields
+
+
+def _gather(data: pa.Buffer, starts: np.ndarray, ends: np.ndarray, kind: pa.DataType) -> pa.Array:
+    """The byte ranges ``[starts[i], ends[i])`` of ``data`` (in order, not overlapping) as one array of
+    ``kind``: they are the even elements of an array whose odd ones are the gaps between them."""
+    bounds = np.empty(2 * starts.size + 1, np.int64)
+    bounds[0:-1:2], bounds[1::2], bounds[-1] = starts, ends, ends[-1]
+    spaced = pa.Array.from_buffers(kind, 2 * starts.size, [None, pa.py_buffer(bounds), data])
+    return spaced.take(pa.array(np.arange(0, 2 * starts.size, 2)))
 
 
 def convert_fields(fields: list[pa.Array], nulls: list[np.ndarray], names: list[str], oids: list[int],

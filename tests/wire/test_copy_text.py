@@ -310,6 +310,12 @@ def test_plain_buffer_path_matches_the_general_path() -> None:
     with pytest.raises(PgError) as e:
         decode_copy_text(b"1\t[1]\tx,y\t3\n", *middle)
     assert e.value.sqlstate == "22000"
+    # as many delimiters as lines need in all, but one line short and the next one over: not plain
+    uneven = b"1\t[1,2]\tx\t3\n2\t[3,4]\ty\tz\t4\n"
+    assert _decode_plain(uneven.replace(b"\tx\t3\n", b"\tx3\n"), *middle, "\t", "\\N", 1) is None
+    with pytest.raises(PgError) as e:
+        decode_copy_text(uneven.replace(b"\tx\t3\n", b"\tx3\n"), *middle)
+    assert e.value.sqlstate in ("22P04", "22P02")
 
 
 @pytest.mark.parametrize(
