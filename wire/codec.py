@@ -511,6 +511,13 @@ class FrontendDecoder:
         while (msg := self.next_message()) is not None:
             yield msg
 
+    def take_buffered(self) -> bytes:
+        """Everything buffered and not yet returned as messages, removed from the decoder."""
+        rest = bytes(self._buf[self._pos:])
+        self._buf.clear()
+        self._pos = 0
+        return rest
+
     def take_copy_data(self, out: list[bytes | memoryview], limit: int, data: bytes = b"") -> int:
         """Append to ``out`` the payloads of the whole CopyData messages at the front of what is
         buffered followed by ``data``, up to about ``limit`` bytes or until anything else is next

@@ -63,6 +63,7 @@ from wire.codec import (
     Terminate,
 )
 from wire.column_encoding import encode_data_rows
+from wire.copy_receive import CopyReceiver
 from wire.pgtypes import TEXT as TEXT_OID
 from wire.pgtypes import decode_param, type_size
 from wire.session import (
@@ -737,8 +738,23 @@ class Connection:
         # The sink decodes each piece on the worker while the next one is received: at most one
         # feed is in flight, and its error surfaces when the next message is handled.
         feeding: asyncio.Future[None] | None = None
+        # While only CopyData comes, a CopyReceiver holds the transport and reads straight into the pieces.
+        receiver: CopyReceiver | None = None
         try:
             while True:
+                if receiver is None:
+                    receiver = self._copy_receiver()
+                if receiver is not None:
+                    piece, done = await receiver.next_piece()
+                    if done:
+                        self.decoder.feed(receiver.release())
+                        receiver = None
+                    if piece:
+                        if feeding is not None:
+                            await feeding
+                        feeding = asyncio.ensure_future(self.call(sink.feed, piece))
+                    if not done:
+                        continue
                 msg = await self.receive()
                 if feeding is not None and not isinstance(msg, CopyFail):
                     await feeding
@@ -777,10 +793,34 @@ class Connection:
                     await self.call(sink.abort, "COPY failed")
             raise
         finally:
+            if receiver is not None:  # an error or the connection's end during a run: the transport goes back
+                self.decoder.feed(receiver.release())
             if feeding is not None:  # not awaited (the connection ended): its outcome goes unread
                 feeding.add_done_callback(lambda f: f.cancelled() or f.exception())
             if self.state is ConnectionState.COPY_IN:
                 self.state = ConnectionState.READY
+
+    def _copy_receiver(self) -> CopyReceiver | None:
+        """A CopyReceiver holding the transport, with what the decoder and the stream reader had buffered;
+        None unless the next bytes are CopyData (or none yet) and the transport can be handed over (a
+        socket transport under a StreamReaderProtocol, with StreamReader's buffer where read() keeps it,
+        as _take_received uses)."""
+        transport, buffer = self._transport, getattr(self.reader, "_buffer", None)
+        if (transport is None or not isinstance(buffer, bytearray) or self._lookahead or transport.is_closing()
+                or self.reader.at_eof() or self.reader.exception() is not None
+                or self.decoder.peek_type() not in (None, b"d")):
+            return None
+        outer = transport.get_protocol()
+        if not isinstance(outer, asyncio.StreamReaderProtocol) or not hasattr(transport, "set_protocol"):
+            return None
+        initial = self.decoder.take_buffered() + bytes(buffer)
+        buffer.clear()
+        receiver = CopyReceiver(transport, outer, piece_bytes=_COPY_FEED_BYTES,
+                                max_message_size=self.server.max_message_size, initial=initial)
+        resume = getattr(self.reader, "_maybe_resume_transport", None)
+        if resume is not None:  # the stream had paused reading for its full buffer, now empty
+            resume()
+        return receiver
 
     async def _gather_copy_data(self, first: bytes) -> bytearray:
         """The payloads of CopyData messages, joined up to _COPY_FEED_BYTES while the stream has only
