@@ -569,10 +569,9 @@ class CopyLoad:
             if self._header is not None:  # the data ended inside the header line
                 self._header = None
             rest = [self._rows(t) for t in self._decoder.finish()]
-            tables = self._tables + rest
-            self._tables = []
-            if self._staged is not None:
-                self._stage(rest)
+            self._tables += rest
+            self._stage(rest)  # the text decoder's last chunks come from finish (one of them parsed ahead)
+            tables, self._tables = self._tables, []
             if not tables:
                 return self.schema.arrow_schema().empty_table()
             return pa.concat_tables(tables) if len(tables) > 1 else tables[0]

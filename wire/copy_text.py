@@ -17,6 +17,7 @@ the first bad line for the error.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
@@ -140,6 +141,7 @@ def decode_copy_text(
     delimiter: str = "\t",
     null: str = "\\N",
     first_line: int = 1,
+    plain: bool = True,
 ) -> pa.Table:
     """Rows of COPY text -> a table with ``names`` and exactly ``arrow_types``.
 
@@ -150,6 +152,7 @@ def decode_copy_text(
 
     Errors are PgError: 22P04 wrong number of columns, 22P02 / 22007 / 22003 bad values,
     22000 wrong vector dimension, each with ``COPY line N, column c: "value"`` in the detail.
+    ``plain=False`` skips the one-pass path (:func:`_decode_plain`), for a caller that tried it.
     """
     k = len(names)
     if not (len(oids) == len(arrow_types) == k):
@@ -165,7 +168,7 @@ def decode_copy_text(
         data = data.replace(b"\r\n", b"\n")
     if data and not data.endswith(b"\n"):
         data += b"\n"
-    simple = _decode_plain(data, names, oids, arrow_types, delimiter, null, first_line)
+    simple = _decode_plain(data, names, oids, arrow_types, delimiter, null, first_line) if plain else None
     if simple is not None:
         return simple
     buf = np.frombuffer(data, np.uint8)
@@ -218,7 +221,7 @@ def decode_copy_text(
                           lambda row: first_line + row)
 
 
-def _decode_plain(data: bytes, names: list[str], oids: list[int], arrow_types: list[pa.DataType],
+def _decode_plain(data: bytes | bytearray, names: list[str], oids: list[int], arrow_types: list[pa.DataType],
                   delimiter: str, null: str, first_line: int) -> pa.Table | None:
     """The common bulk-load shape, read in one pass by Arrow's multi-threaded CSV parser: no
     backslash (so no escapes and no ``\\N``), no NUL, no NULL marker, one ``vector(n)`` column
@@ -234,7 +237,17 @@ def _decode_plain(data: bytes, names: list[str], oids: list[int], arrow_types: l
     its columns with a vector of exactly ``n`` numbers (no scalar can hold a comma, or the
     counts would not add up). None when any of it does not hold (a comma or bracket in a
     scalar, spaces in a vector, a wrong dimension, NaN): the general path then decodes the
-    buffer and reports errors with their lines."""
+    buffer and reports errors with their lines.
+
+    In two stages: :func:`_plain_parse` (the parser, which needs nothing of the lines before, so it
+    can run ahead on the next chunk) and :func:`_plain_finish`."""
+    parsed = _plain_parse(data, arrow_types, delimiter, null)
+    return None if parsed is None else _plain_finish(parsed, names, oids, arrow_types, delimiter, first_line)
+
+
+def _plain_parse(data: bytes | bytearray, arrow_types: list[pa.DataType], delimiter: str, null: str
+                 ) -> pa.Table | None:
+    """The comma-split CSV read of :func:`_decode_plain`; None where the plain path does not apply."""
     vectors = [c for c, t in enumerate(arrow_types) if pa.types.is_fixed_size_list(t)]
     if (len(vectors) != 1 or not pa.types.is_float32(arrow_types[vectors[0]].value_type)
             or arrow_types[vectors[0]].list_size < 2
@@ -242,8 +255,7 @@ def _decode_plain(data: bytes, names: list[str], oids: list[int], arrow_types: l
         return None
     if null and "\\" not in null and null.encode("utf-8") in data:
         return None
-    v, k = vectors[0], len(names)
-    dim = arrow_types[v].list_size
+    dim = arrow_types[vectors[0]].list_size
     cols = [f"e{i}" for i in range(dim)]
     types = {c: pa.float32() for c in cols}
     types[cols[0]] = types[cols[-1]] = pa.string()
@@ -256,6 +268,15 @@ def _decode_plain(data: bytes, names: list[str], oids: list[int], arrow_types: l
                                                   quoted_strings_can_be_null=False))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None  # a line with another number of comma fields, or an element Arrow does not read
+    return table
+
+
+def _plain_finish(table: pa.Table, names: list[str], oids: list[int], arrow_types: list[pa.DataType],
+                  delimiter: str, first_line: int) -> pa.Table | None:
+    """The rows of a :func:`_plain_parse` table: the edge fields split, the vector built, the scalars
+    converted; None where a check fails (the general path then reports the line)."""
+    v = next(c for c, t in enumerate(arrow_types) if pa.types.is_fixed_size_list(t))
+    k, dim = len(names), arrow_types[v].list_size
     n = table.num_rows
     head = _split_edge(table.column(0), delimiter, v + 1, "[", first=False)
     tail = _split_edge(table.column(dim - 1), delimiter, k - v, "]", first=True)
@@ -723,11 +744,38 @@ def complete_lines_end(buffer: bytes | bytearray) -> int:
         end = pos
 
 
+class _Ahead:
+    """``fn(*args)`` run in a thread of its own; ``result()`` waits for it and returns (or raises) its outcome."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._outcome: tuple[bool, Any] = (False, None)
+        self._thread = threading.Thread(target=self._run, args=(fn, args), name="sqlvec-copy-parse", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            self._outcome = (True, fn(*args))
+        except BaseException as e:  # noqa: BLE001 - raised by result()
+            self._outcome = (False, e)
+
+    def result(self) -> Any:
+        self._thread.join()
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value
+
+
 class CopyTextDecoder:
     """Decodes a COPY text stream in chunks of whole lines, so memory stays bounded.
 
     For a :class:`wire.session.CopyInSink`: ``feed`` each payload, collect the tables it
     returns, and call ``finish`` on CopyDone. Line numbers in errors count from the start.
+
+    A chunk fed whole as a bytearray (see :meth:`_feed_in_place`) is parsed ahead: Arrow's CSV read
+    of it runs in a thread while the chunk before it is finished (edges, vectors, scalars, and the
+    caller's work on its table), so that the parser's two cores are not left waiting on that part.
+    Its table comes back from the next ``feed`` or from ``finish``, in order.
     """
 
     def __init__(self, names: list[str], oids: list[int], arrow_types: list[pa.DataType], *,
@@ -740,12 +788,29 @@ class CopyTextDecoder:
         self._size = 0
         self._line = first_line
         self._ended = False
+        self._ahead: tuple[bytearray, _Ahead | None] | None = None  # a chunk of whole lines, maybe being parsed
 
-    def _decode(self, data: bytes) -> pa.Table:
+    def _decode(self, data: bytes | bytearray, *, plain: bool = True) -> pa.Table:
         table = decode_copy_text(data, self.names, self.oids, self.arrow_types, delimiter=self.delimiter,
-                                 null=self.null, first_line=self._line)
+                                 null=self.null, first_line=self._line, plain=plain)
         self._line += table.num_rows
         return table
+
+    def _take_ahead(self) -> list[pa.Table]:
+        """The table of the chunk parsed ahead, if any, finished now that the lines before it are counted."""
+        if self._ahead is None:
+            return []
+        data, job = self._ahead
+        self._ahead = None
+        if job is None:
+            return [self._decode(data)]
+        parsed = job.result()
+        table = None if parsed is None else _plain_finish(parsed, self.names, self.oids, self.arrow_types,
+                                                          self.delimiter, self._line)
+        if table is None:
+            return [self._decode(data, plain=False)]
+        self._line += table.num_rows
+        return [table]
 
     def feed(self, data: bytes | bytearray) -> list[pa.Table]:
         """Take the next piece; the tables of the whole lines decoded so far (none until a chunk is
@@ -776,31 +841,40 @@ class CopyTextDecoder:
         if len(stripped) != len(chunk):
             self._ended = True
             self._pieces, self._size = [], 0
-        return [self._decode(stripped)]
+        tables = self._take_ahead()
+        return [*tables, self._decode(stripped)]
 
     def _feed_in_place(self, data: bytearray) -> list[pa.Table] | None:
         """A whole chunk with no backslash (so no escaped newline and no end marker) decoded where it
         lies rather than copied into one: the line that the pending pieces begin and ``data``'s first
         line ends is decoded on its own, then ``data`` without it and without its partial last line
-        (both cut off in place, which costs no copy). None when ``data`` has no newline at all."""
+        (both cut off in place, which costs no copy) is parsed ahead. None when ``data`` has no
+        newline at all."""
         first = data.find(b"\n") + 1
         if first == 0:
             return None
-        tables = []
+        junction = None
         if self._pieces:
-            tables.append(self._decode(b"".join([*self._pieces, data[:first]])))
+            junction = b"".join([*self._pieces, data[:first]])
             del data[:first]
         cut = data.rfind(b"\n") + 1
         rest = bytes(data[cut:])
         del data[cut:]
         self._pieces, self._size = ([rest], len(rest)) if rest else ([], 0)
-        if data:
-            tables.append(self._decode(data))
+        ahead = None
+        if data:  # carriage returns are for decode_copy_text to check and strip
+            job = None if b"\r" in data else _Ahead(_plain_parse, data, self.arrow_types, self.delimiter, self.null)
+            ahead = (data, job)
+        tables = self._take_ahead()
+        if junction is not None:
+            tables.append(self._decode(junction))
+        self._ahead = ahead
         return tables
 
     def finish(self) -> list[pa.Table]:
+        tables = self._take_ahead()
         rest = b"".join(self._pieces)
         self._pieces, self._size = [], 0
         if self._ended or not rest:
-            return []
-        return [self._decode(rest)]
+            return tables
+        return [*tables, self._decode(rest)]

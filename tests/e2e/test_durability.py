@@ -138,7 +138,8 @@ def test_staged_copy_survives_kill_9_and_failed_copies_leave_nothing(tmp_path: P
 
         cut = psycopg.connect(server.dsn, autocommit=True)
         copying = cut.cursor().copy("COPY s (id, e) FROM STDIN")
-        copying.__enter__().write(bad[: 20 << 20])
+        more, _ = _copy_text(40_000, first=200_000)
+        copying.__enter__().write(more[: 40 << 20])  # two chunks: the first is finished once the second is in
         deadline = time.time() + 10
         while not _leftovers(data) and time.time() < deadline:  # sent, decoded and being staged
             time.sleep(0.05)

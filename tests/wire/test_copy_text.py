@@ -208,12 +208,17 @@ def test_bytearray_pieces_are_cut_in_place_and_match_one_shot(backslash: bool) -
     assert pa.concat_tables(tables).equals(whole)
     trimmed = [len(p) for p in pieces] != [b - a for a, b in zip(cuts, cuts[1:])]
     assert trimmed is not backslash
+    crlf = CopyTextDecoder(names, oids, types, chunk_bytes=5000)  # not parsed ahead: \r\n is checked and stripped
+    pieces = [bytearray(lines[a:b].replace(b"\n", b"\r\n")) for a, b in zip(cuts, cuts[1:])]
+    tables = [t for piece in pieces for t in crlf.feed(piece)] + crlf.finish()
+    assert pa.concat_tables(tables).equals(whole)
 
 
+@pytest.mark.parametrize("bad", [b"%d\t[1,x]\n", b"x%d\t[1,2]\n"])  # the parser refuses it / the id does not read
 @pytest.mark.parametrize("bad_line", [2, 140, 141, 900])
-def test_bytearray_pieces_report_the_line_of_an_error(bad_line: int) -> None:
+def test_bytearray_pieces_report_the_line_of_an_error(bad_line: int, bad: bytes) -> None:
     lines = [b"%d\t[1,2]\n" % i for i in range(1, 1001)]
-    lines[bad_line - 1] = b"%d\t[1,x]\n" % bad_line
+    lines[bad_line - 1] = bad % bad_line
     data = b"".join(lines)
     decoder = CopyTextDecoder(["id", "emb"], [T.INT8, T.VECTOR], [pa.int64(), pa.list_(pa.float32(), 2)],
                               chunk_bytes=1000)
