@@ -1527,8 +1527,8 @@ class WireServer:
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> asyncio.Server:
-        # The stream buffer may hold a COPY feed's worth before reading pauses (the default 64 KB limit
-        # pauses at 128 KB, so a COPY is read in many small pieces).
+        # The stream buffer may hold 1 MB before reading pauses (the default 64 KB limit pauses at 128 KB,
+        # so a COPY that a CopyReceiver cannot take over would be read in many small pieces).
         self._server = await asyncio.start_server(self._accept, host, port, limit=_STREAM_LIMIT)
         for sock in self._server.sockets:
             logger.info("listening on %s", sock.getsockname())
