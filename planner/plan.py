@@ -33,8 +33,9 @@ class Query(Plan):
 
     ast: exp.Expr
     tables: tuple[str, ...]
-    column_types: dict[int, ColumnType] = field(default_factory=dict)
+    column_types: dict[int, ColumnType | int] = field(default_factory=dict)  # int: a catalog column's type OID
     names: dict[int, str] = field(default_factory=dict)
+    catalog_relations: tuple[str, ...] = ()  # pg_catalog relations it reads (planner/rules/translate_pg_catalog.py)
     returns_rows = True
 
     @property

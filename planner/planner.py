@@ -37,6 +37,7 @@ from planner.plan import (
     UtilityPlan,
 )
 from planner.rules import REWRITE_RULES
+from planner.rules.translate_pg_catalog import NOT_YET, catalog_relations, output_types, translate_pg_catalog
 from storage.types import ColumnSchema, ColumnType, TableSchema
 
 Catalog = Mapping[str, TableSchema]
@@ -301,10 +302,26 @@ def _oid_list(oids: dict[int, int]) -> list[int]:
 
 def _plan_select(statement: Statement, catalog: Catalog, known: dict[int, int]) -> Plan:
     assert statement.ast is not None
-    for t in statement.ast.find_all(exp.Table):
-        if identifier_name(t.args.get("db")) in ("pg_catalog", "information_schema"):
-            raise feature_not_supported(f"querying {identifier_name(t.args.get('db'))}")
-    return query_plan(statement.ast, catalog, known, statement)
+    try:
+        relations = catalog_relations(statement.ast, catalog)
+    except LookupError as e:
+        relation = e.args[0]
+        if relation in NOT_YET or relation.startswith("information_schema."):
+            raise feature_not_supported(f"the catalog relation {relation}") from None
+        raise SqlError("42P01", f'relation "{relation}" does not exist') from None
+    if relations is None:
+        return query_plan(statement.ast, catalog, known, statement)
+    # A catalog query runs as PostgreSQL SQL in DuckDB over the relations sqlvec/pg_catalog.py builds.
+    names: dict[int, str] = {}
+    if isinstance(statement.ast, exp.Select) and not any(isinstance(e, exp.Star) or isinstance(e.this, exp.Star)
+                                                         for e in statement.ast.expressions):
+        names = {i: identifier_name(e.args["alias"].this) if isinstance(e, exp.Alias) else _figure_name(e)
+                 for i, e in enumerate(statement.ast.expressions)}
+    q = Query(translate_pg_catalog(statement.ast, catalog), (), output_types(statement.ast, catalog),
+              names, catalog_relations=relations)
+    count = max((P.parameter_number(p) for p in P.parameters(statement.ast)), default=0)
+    q.param_oids = [known.get(i, P.TEXT_OID) for i in range(1, count + 1)]
+    return q
 
 
 # ---------------------------------------------------------------------------------------------

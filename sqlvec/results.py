@@ -43,13 +43,18 @@ def oid_of_arrow(t: pa.DataType) -> int:
     return _OID["text"]
 
 
+_CATALOG_TYPLEN = {26: 4, 21: 2, 23: 4, 20: 8, 700: 4, 16: 1, 19: 64, 18: 1}
+
+
 def describe(schema: pa.Schema, names: dict[int, str] | None = None,
              column_types: dict[int, ColumnType] | None = None) -> list[ColumnDesc]:
     out = []
     for i, field in enumerate(schema):
         name = (names or {}).get(i, field.name)
         ct = (column_types or {}).get(i)
-        if ct is not None:
+        if isinstance(ct, int):  # a catalog column's PostgreSQL type (planner/catalog_schema.py)
+            out.append(ColumnDesc(name, ct, -1, _CATALOG_TYPLEN.get(ct, -1)))
+        elif ct is not None:
             pg = PG_TYPES[ct.name]
             out.append(ColumnDesc(name, ct.oid, ct.typmod, pg.typlen))
         else:

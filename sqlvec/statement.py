@@ -114,6 +114,13 @@ class StatementContext:
                 self.con.register(name, self.table(name, with_rowid=q.uses_rowid))
         for name, t in (views or {}).items():
             self.con.register(name, t)
+        if q.catalog_relations:
+            from sqlvec import pg_catalog
+
+            user, database = (self.session.user, self.session.database) if self.session is not None \
+                else ("postgres", "sqlvec")
+            pg_catalog.register(self.con, pg_catalog.CatalogSource(self.catalog, self.settings, user, database),
+                                q.catalog_relations)
 
     def run_query(self, q: Query, views: dict[str, pa.Table] | None = None) -> pa.Table:
         self.register_tables(q, views)

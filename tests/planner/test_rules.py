@@ -63,3 +63,29 @@ def test_recognise_count_star(sql, expected):
 @pytest.mark.parametrize("sql", ["SELECT count(*) FROM docs WHERE lang = 'en'", "SELECT count(id) FROM docs"])
 def test_count_star_needs_the_whole_table(sql):
     assert isinstance(make(sql), Query)
+
+
+@pytest.mark.parametrize("sql, expected, relations", [
+    ("SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(docs)$' "
+     "COLLATE pg_catalog.default AND pg_catalog.pg_table_is_visible(c.oid)",
+     """SELECT c.relname FROM "__pgc_pg_class" AS c WHERE REGEXP_MATCHES(c.relname, '^(docs)$') """
+     "AND __PGF_PG_TABLE_IS_VISIBLE(c.oid)", ("pg_catalog.pg_class",)),
+    ("SELECT typname FROM pg_type WHERE oid = to_regtype($1)",  # unqualified: pg_catalog is on the search path
+     """SELECT typname FROM "__pgc_pg_type" AS pg_type WHERE oid = __PGF_TO_REGTYPE($1)""", ("pg_catalog.pg_type",)),
+    ("SELECT n.nspname FROM pg_namespace n WHERE n.nspname !~ '^pg_' AND 'pg_extension'::pg_catalog.regclass > 0",
+     """SELECT n.nspname FROM "__pgc_pg_namespace" AS n WHERE NOT REGEXP_MATCHES(n.nspname, '^pg_') """
+     "AND __PGF_TO_REGCLASS('pg_extension') > 0", ("pg_catalog.pg_namespace",)),
+    ("SELECT c.oid::pg_catalog.regclass, x::pg_catalog.int2[] FROM pg_class c, pg_catalog.generate_series(1, 2) s",
+     """SELECT __PGF_REGCLASS_NAME(c.oid), CAST(x AS BIGINT[]) FROM "__pgc_pg_class" AS c, """
+     "GENERATE_SERIES(1, 2) AS s(s)", ("pg_catalog.pg_class",)),
+])
+def test_translate_pg_catalog(sql, expected, relations):
+    p = make(sql)
+    assert isinstance(p, Query) and p.catalog_relations == relations
+    assert p.ast.sql(SqlVecDuckDB) == expected
+
+
+def test_a_table_of_the_users_named_like_a_catalog_relation_is_the_users():
+    catalog = {**CATALOG, "pg_type": TableSchema("pg_type", (ColumnSchema("a", ColumnType("int4")),))}
+    p = plan(parse("SELECT a FROM pg_type")[0], catalog)
+    assert isinstance(p, Query) and p.catalog_relations == () and p.tables == ("pg_type",)

@@ -1,0 +1,118 @@
+"""The relations of pg_catalog that sqlvec has: each column's name and PostgreSQL type, in order.
+
+PostgreSQL 16's columns. sqlvec/pg_catalog.py builds their rows; the planner describes a catalog
+query's plain column outputs with these types (``name``, ``"char"``, ``oid`` as PostgreSQL sends them,
+which drivers such as asyncpg rely on). ``ARROW`` and ``OIDS`` give each type token's storage and OID.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+CATALOG_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "pg_catalog.pg_namespace": [
+        ("oid", "oid"), ("nspname", "name"), ("nspowner", "oid"), ("nspacl", "text[]")],
+    "pg_catalog.pg_class": [
+        ("oid", "oid"), ("relname", "name"), ("relnamespace", "oid"), ("reltype", "oid"), ("reloftype", "oid"),
+        ("relowner", "oid"), ("relam", "oid"), ("relfilenode", "oid"), ("reltablespace", "oid"), ("relpages", "int4"),
+        ("reltuples", "float4"), ("relallvisible", "int4"), ("reltoastrelid", "oid"), ("relhasindex", "bool"),
+        ("relisshared", "bool"), ("relpersistence", "char"), ("relkind", "char"), ("relnatts", "int2"),
+        ("relchecks", "int2"), ("relhasrules", "bool"), ("relhastriggers", "bool"), ("relhassubclass", "bool"),
+        ("relrowsecurity", "bool"), ("relforcerowsecurity", "bool"), ("relispopulated", "bool"),
+        ("relreplident", "char"), ("relispartition", "bool"), ("relrewrite", "oid"), ("relfrozenxid", "oid"),
+        ("relminmxid", "oid"), ("relacl", "text[]"), ("reloptions", "text[]"), ("relpartbound", "text")],
+    "pg_catalog.pg_attribute": [
+        ("attrelid", "oid"), ("attname", "name"), ("atttypid", "oid"), ("attlen", "int2"), ("attnum", "int2"),
+        ("attcacheoff", "int4"), ("atttypmod", "int4"), ("attndims", "int2"), ("attbyval", "bool"),
+        ("attalign", "char"), ("attstorage", "char"), ("attcompression", "char"), ("attnotnull", "bool"),
+        ("atthasdef", "bool"), ("atthasmissing", "bool"), ("attidentity", "char"), ("attgenerated", "char"),
+        ("attisdropped", "bool"), ("attislocal", "bool"), ("attinhcount", "int2"), ("attstattarget", "int2"),
+        ("attcollation", "oid"), ("attacl", "text[]"), ("attoptions", "text[]"), ("attfdwoptions", "text[]"),
+        ("attmissingval", "text[]")],
+    "pg_catalog.pg_type": [
+        ("oid", "oid"), ("typname", "name"), ("typnamespace", "oid"), ("typowner", "oid"), ("typlen", "int2"),
+        ("typbyval", "bool"), ("typtype", "char"), ("typcategory", "char"), ("typispreferred", "bool"),
+        ("typisdefined", "bool"), ("typdelim", "char"), ("typrelid", "oid"), ("typsubscript", "oid"),
+        ("typelem", "oid"), ("typarray", "oid"), ("typinput", "oid"), ("typoutput", "oid"), ("typreceive", "oid"),
+        ("typsend", "oid"), ("typmodin", "oid"), ("typmodout", "oid"), ("typanalyze", "oid"), ("typalign", "char"),
+        ("typstorage", "char"), ("typnotnull", "bool"), ("typbasetype", "oid"), ("typtypmod", "int4"),
+        ("typndims", "int4"), ("typcollation", "oid"), ("typdefaultbin", "text"), ("typdefault", "text"),
+        ("typacl", "text[]")],
+    "pg_catalog.pg_index": [
+        ("indexrelid", "oid"), ("indrelid", "oid"), ("indnatts", "int2"), ("indnkeyatts", "int2"),
+        ("indisunique", "bool"), ("indnullsnotdistinct", "bool"), ("indisprimary", "bool"),
+        ("indisexclusion", "bool"), ("indimmediate", "bool"), ("indisclustered", "bool"), ("indisvalid", "bool"),
+        ("indcheckxmin", "bool"), ("indisready", "bool"), ("indislive", "bool"), ("indisreplident", "bool"),
+        ("indkey", "int2[]"), ("indcollation", "oid[]"), ("indclass", "oid[]"), ("indoption", "int2[]"),
+        ("indexprs", "text"), ("indpred", "text")],
+    "pg_catalog.pg_am": [
+        ("oid", "oid"), ("amname", "name"), ("amhandler", "oid"), ("amtype", "char")],
+    "pg_catalog.pg_opclass": [
+        ("oid", "oid"), ("opcmethod", "oid"), ("opcname", "name"), ("opcnamespace", "oid"), ("opcowner", "oid"),
+        ("opcfamily", "oid"), ("opcintype", "oid"), ("opcdefault", "bool"), ("opckeytype", "oid")],
+    "pg_catalog.pg_extension": [
+        ("oid", "oid"), ("extname", "name"), ("extowner", "oid"), ("extnamespace", "oid"), ("extrelocatable", "bool"),
+        ("extversion", "text"), ("extconfig", "oid[]"), ("extcondition", "text[]")],
+    "pg_catalog.pg_database": [
+        ("oid", "oid"), ("datname", "name"), ("datdba", "oid"), ("encoding", "int4"), ("datlocprovider", "char"),
+        ("datistemplate", "bool"), ("datallowconn", "bool"), ("datconnlimit", "int4"), ("datfrozenxid", "oid"),
+        ("datminmxid", "oid"), ("dattablespace", "oid"), ("datcollate", "text"), ("datctype", "text"),
+        ("daticulocale", "text"), ("daticurules", "text"), ("datcollversion", "text"), ("datacl", "text[]")],
+    "pg_catalog.pg_roles": [
+        ("rolname", "name"), ("rolsuper", "bool"), ("rolinherit", "bool"), ("rolcreaterole", "bool"),
+        ("rolcreatedb", "bool"), ("rolcanlogin", "bool"), ("rolreplication", "bool"), ("rolconnlimit", "int4"),
+        ("rolpassword", "text"), ("rolvaliduntil", "text"), ("rolbypassrls", "bool"), ("rolconfig", "text[]"),
+        ("oid", "oid")],
+    "pg_catalog.pg_description": [
+        ("objoid", "oid"), ("classoid", "oid"), ("objsubid", "int4"), ("description", "text")],
+    "pg_catalog.pg_attrdef": [
+        ("oid", "oid"), ("adrelid", "oid"), ("adnum", "int2"), ("adbin", "text")],
+    "pg_catalog.pg_constraint": [
+        ("oid", "oid"), ("conname", "name"), ("connamespace", "oid"), ("contype", "char"), ("condeferrable", "bool"),
+        ("condeferred", "bool"), ("convalidated", "bool"), ("conrelid", "oid"), ("contypid", "oid"),
+        ("conindid", "oid"), ("conparentid", "oid"), ("confrelid", "oid"), ("confupdtype", "char"),
+        ("confdeltype", "char"), ("confmatchtype", "char"), ("conislocal", "bool"), ("coninhcount", "int2"),
+        ("connoinherit", "bool"), ("conkey", "int2[]"), ("confkey", "int2[]"), ("conpfeqop", "oid[]"),
+        ("conppeqop", "oid[]"), ("conffeqop", "oid[]"), ("confdelsetcols", "int2[]"), ("conexclop", "oid[]"),
+        ("conbin", "text")],
+    "pg_catalog.pg_collation": [
+        ("oid", "oid"), ("collname", "name"), ("collnamespace", "oid"), ("collowner", "oid"),
+        ("collprovider", "char"), ("collisdeterministic", "bool"), ("collencoding", "int4"), ("collcollate", "text"),
+        ("collctype", "text"), ("colliculocale", "text"), ("collicurules", "text"), ("collversion", "text")],
+    "pg_catalog.pg_policy": [
+        ("oid", "oid"), ("polname", "name"), ("polrelid", "oid"), ("polcmd", "char"), ("polpermissive", "bool"),
+        ("polroles", "oid[]"), ("polqual", "text"), ("polwithcheck", "text")],
+    "pg_catalog.pg_statistic_ext": [
+        ("oid", "oid"), ("stxrelid", "oid"), ("stxname", "name"), ("stxnamespace", "oid"), ("stxowner", "oid"),
+        ("stxstattarget", "int2"), ("stxkeys", "int2[]"), ("stxkind", "char[]"), ("stxexprs", "text")],
+    "pg_catalog.pg_publication": [
+        ("oid", "oid"), ("pubname", "name"), ("pubowner", "oid"), ("puballtables", "bool"), ("pubinsert", "bool"),
+        ("pubupdate", "bool"), ("pubdelete", "bool"), ("pubtruncate", "bool"), ("pubviaroot", "bool")],
+    "pg_catalog.pg_publication_namespace": [
+        ("oid", "oid"), ("pnpubid", "oid"), ("pnnspid", "oid")],
+    "pg_catalog.pg_publication_rel": [
+        ("oid", "oid"), ("prpubid", "oid"), ("prrelid", "oid"), ("prqual", "text"), ("prattrs", "int2[]")],
+    "pg_catalog.pg_inherits": [
+        ("inhrelid", "oid"), ("inhparent", "oid"), ("inhseqno", "int2"), ("inhdetachpending", "bool")],
+    "pg_catalog.pg_tablespace": [
+        ("oid", "oid"), ("spcname", "name"), ("spcowner", "oid"), ("spcacl", "text[]"), ("spcoptions", "text[]")],
+    "pg_catalog.pg_settings": [
+        ("name", "text"), ("setting", "text"), ("unit", "text"), ("category", "text"), ("short_desc", "text"),
+        ("extra_desc", "text"), ("context", "text"), ("vartype", "text"), ("source", "text"), ("min_val", "text"),
+        ("max_val", "text"), ("enumvals", "text[]"), ("boot_val", "text"), ("reset_val", "text"),
+        ("sourcefile", "text"), ("sourceline", "int4"), ("pending_restart", "bool")],
+    "pg_catalog.pg_tables": [
+        ("schemaname", "name"), ("tablename", "name"), ("tableowner", "name"), ("tablespace", "name"),
+        ("hasindexes", "bool"), ("hasrules", "bool"), ("hastriggers", "bool"), ("rowsecurity", "bool")],
+}
+
+_I, _T = pa.int64(), pa.string()
+ARROW: dict[str, pa.DataType] = {
+    "oid": _I, "int2": _I, "int4": _I, "int8": _I, "float4": pa.float64(), "bool": pa.bool_(), "name": _T,
+    "char": _T, "text": _T, "oid[]": pa.list_(_I), "int2[]": pa.list_(_I), "text[]": pa.list_(_T),
+    "char[]": pa.list_(_T),
+}
+OIDS: dict[str, int] = {
+    "oid": 26, "int2": 21, "int4": 23, "int8": 20, "float4": 700, "bool": 16, "name": 19, "char": 18, "text": 25,
+    "oid[]": 1028, "int2[]": 1005, "text[]": 1009, "char[]": 1002,
+}

@@ -1,0 +1,134 @@
+"""pg_catalog through real clients: psql's backslash commands, pgvector's type registration for psycopg and
+asyncpg, and catalog queries as drivers write them. Marked pg_compatible ones run against PostgreSQL +
+pgvector too (SQLVEC_TEST_PG=pgserver), so the expectations are PostgreSQL's."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import numpy as np
+import psycopg
+import pytest
+
+
+def psql(server, *commands: str) -> str:
+    args = ["psql", "-X", "-h", server.host, "-p", str(server.port), "-U", "postgres", "sqlvec",
+            "-v", "ON_ERROR_STOP=1"]
+    for c in commands:
+        args += ["-c", c]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.fixture()
+def catalog_table(conn, table_name):
+    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    conn.execute(f"CREATE TABLE {table_name} (id bigint PRIMARY KEY, embedding vector(3), tag text DEFAULT 'x', "
+                 "n integer NOT NULL)")
+    conn.execute(f"CREATE INDEX {table_name}_hnsw ON {table_name} USING hnsw (embedding vector_cosine_ops)")
+    yield table_name
+    conn.execute(f"DROP TABLE IF EXISTS {table_name}")
+
+
+@pytest.mark.pg_compatible
+def test_psql_lists_tables_indexes_schemas_extensions_databases(server, catalog_table):
+    tables = psql(server, r"\dt")
+    assert f" public | {catalog_table} " in tables and "| table | postgres" in tables
+    indexes = psql(server, r"\di")
+    assert f"{catalog_table}_pkey " in indexes and f"{catalog_table}_hnsw " in indexes
+    assert f"| index | postgres | {catalog_table}" in indexes
+    assert " public | " in psql(server, r"\dn")
+    extensions = psql(server, r"\dx")
+    assert " vector " in extensions and "vector data type and ivfflat and hnsw access methods" in extensions
+    assert " sqlvec " in psql(server, r"\l")
+
+
+@pytest.mark.pg_compatible
+def test_psql_describes_a_table_with_its_vector_type_and_indexes(server, catalog_table):
+    out = psql(server, rf"\d {catalog_table}")
+    assert f'Table "public.{catalog_table}"' in out
+    lines = {line.split("|")[0].strip(): [p.strip() for p in line.split("|")] for line in out.splitlines() if "|" in line}
+    assert lines["id"][1:4] == ["bigint", "", "not null"]
+    assert lines["embedding"][1] == "vector(3)"
+    assert lines["tag"][1] == "text" and lines["tag"][4].startswith("'x'")
+    assert lines["n"][3] == "not null"
+    assert f'"{catalog_table}_pkey" PRIMARY KEY, btree (id)' in out
+    assert f'"{catalog_table}_hnsw" hnsw (embedding vector_cosine_ops)' in out
+
+
+def test_a_table_created_in_one_session_is_listed_at_once_in_another(server, conn, table_name):
+    with psycopg.connect(server.dsn, autocommit=True) as other:
+        other.execute(f"CREATE TABLE {table_name} (id int)")
+        assert f" {table_name} " in psql(server, r"\dt")
+        other.execute(f"DROP TABLE {table_name}")
+    assert f" {table_name} " not in psql(server, r"\dt")
+
+
+@pytest.mark.pg_compatible
+def test_psycopg_register_vector_text_and_binary(server, catalog_table):
+    from pgvector.psycopg import register_vector
+
+    with psycopg.connect(server.dsn, autocommit=True) as c:
+        register_vector(c)
+        c.execute(f"INSERT INTO {catalog_table} (id, embedding, n) VALUES (%s, %s, 1)", (1, np.array([1, 2, 3])))
+        for binary in (False, True):
+            (got,) = c.execute(f"SELECT embedding FROM {catalog_table}", binary=binary).fetchone()
+            assert isinstance(got, np.ndarray) and got.tolist() == [1, 2, 3]
+        (d,) = c.execute(f"SELECT embedding <=> %s FROM {catalog_table}", (np.array([2, 4, 6]),)).fetchone()
+        assert abs(d) < 1e-6
+
+
+@pytest.mark.pg_compatible
+def test_asyncpg_register_vector(server, catalog_table):
+    import asyncpg
+    from pgvector.asyncpg import register_vector
+
+    async def run() -> list:
+        con = await asyncpg.connect(server.url)
+        try:
+            await register_vector(con)
+            await con.execute(f"INSERT INTO {catalog_table} (id, embedding, n) VALUES ($1, $2, 1)", 5,
+                              np.array([1.5, 2, 3], np.float32))
+            return await con.fetch(f"SELECT id, embedding FROM {catalog_table} WHERE id = 5")
+        finally:
+            await con.close()
+
+    (row,) = asyncio.run(run())
+    assert row["id"] == 5 and row["embedding"].tolist() == [1.5, 2, 3]
+
+
+@pytest.mark.pg_compatible
+def test_catalog_queries_as_drivers_write_them(conn, catalog_table):
+    (oid,) = conn.execute("SELECT oid FROM pg_catalog.pg_class WHERE relname = %s", (catalog_table,)).fetchone()
+    rows = conn.execute("SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull "
+                        "FROM pg_catalog.pg_attribute a WHERE a.attrelid = %s AND a.attnum > 0 ORDER BY a.attnum",
+                        (oid,)).fetchall()
+    assert rows == [("id", "bigint", True), ("embedding", "vector(3)", False), ("tag", "text", False),
+                    ("n", "integer", True)]
+    assert conn.execute("SELECT typname, typarray <> 0 FROM pg_type WHERE oid = to_regtype('vector')").fetchone() \
+        == ("vector", True)
+    (kind,) = conn.execute(f"SELECT relkind FROM pg_class WHERE oid = '{catalog_table}'::regclass").fetchone()
+    assert kind == "r"
+    names = [r[0] for r in conn.execute(
+        "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relname OPERATOR(pg_catalog.~) %s ORDER BY 1", (f"^{catalog_table}",))]
+    assert names == [catalog_table, f"{catalog_table}_hnsw", f"{catalog_table}_pkey"]
+    (primary,) = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s "
+                              "AND contype = 'p'", (oid,)).fetchone()
+    assert primary == "PRIMARY KEY (id)"
+    described = conn.execute("SELECT relname, relkind, oid FROM pg_class LIMIT 1").description
+    assert [d.type_code for d in described] == [19, 18, 26]  # name, "char", oid, as drivers decode them
+
+
+@pytest.mark.pg_compatible
+def test_a_catalog_relation_that_does_not_exist(conn):
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        conn.execute("SELECT * FROM pg_catalog.pg_no_such_relation")
+
+
+def test_catalog_relations_sqlvec_does_not_have_yet_are_feature_not_supported(conn):
+    for relation in ("pg_catalog.pg_proc", "information_schema.tables"):
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match=relation.replace(".", r"\.")):
+            conn.execute(f"SELECT * FROM {relation}")
