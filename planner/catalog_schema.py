@@ -43,7 +43,7 @@ CATALOG_COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("indisunique", "bool"), ("indnullsnotdistinct", "bool"), ("indisprimary", "bool"),
         ("indisexclusion", "bool"), ("indimmediate", "bool"), ("indisclustered", "bool"), ("indisvalid", "bool"),
         ("indcheckxmin", "bool"), ("indisready", "bool"), ("indislive", "bool"), ("indisreplident", "bool"),
-        ("indkey", "int2[]"), ("indcollation", "oid[]"), ("indclass", "oid[]"), ("indoption", "int2[]"),
+        ("indkey", "int2vector"), ("indcollation", "oidvector"), ("indclass", "oidvector"), ("indoption", "int2vector"),
         ("indexprs", "text"), ("indpred", "text")],
     "pg_catalog.pg_am": [
         ("oid", "oid"), ("amname", "name"), ("amhandler", "oid"), ("amtype", "char")],
@@ -101,6 +101,9 @@ CATALOG_COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("extra_desc", "text"), ("context", "text"), ("vartype", "text"), ("source", "text"), ("min_val", "text"),
         ("max_val", "text"), ("enumvals", "text[]"), ("boot_val", "text"), ("reset_val", "text"),
         ("sourcefile", "text"), ("sourceline", "int4"), ("pending_restart", "bool")],
+    "pg_catalog.pg_sequence": [
+        ("seqrelid", "oid"), ("seqtypid", "oid"), ("seqstart", "int8"), ("seqincrement", "int8"), ("seqmax", "int8"),
+        ("seqmin", "int8"), ("seqcache", "int8"), ("seqcycle", "bool")],
     "pg_catalog.pg_tables": [
         ("schemaname", "name"), ("tablename", "name"), ("tableowner", "name"), ("tablespace", "name"),
         ("hasindexes", "bool"), ("hasrules", "bool"), ("hastriggers", "bool"), ("rowsecurity", "bool")],
@@ -109,10 +112,11 @@ CATALOG_COLUMNS: dict[str, list[tuple[str, str]]] = {
 _I, _T = pa.int64(), pa.string()
 ARROW: dict[str, pa.DataType] = {
     "oid": _I, "int2": _I, "int4": _I, "int8": _I, "float4": pa.float64(), "bool": pa.bool_(), "name": _T,
-    "char": _T, "text": _T, "oid[]": pa.list_(_I), "int2[]": pa.list_(_I), "text[]": pa.list_(_T),
+    "char": _T, "text": _T, "int2vector": pa.list_(_I), "oidvector": pa.list_(_I),
+    "oid[]": pa.list_(_I), "int2[]": pa.list_(_I), "text[]": pa.list_(_T),
     "char[]": pa.list_(_T),
 }
 OIDS: dict[str, int] = {
     "oid": 26, "int2": 21, "int4": 23, "int8": 20, "float4": 700, "bool": 16, "name": 19, "char": 18, "text": 25,
-    "oid[]": 1028, "int2[]": 1005, "text[]": 1009, "char[]": 1002,
+    "int2vector": 22, "oidvector": 30, "oid[]": 1028, "int2[]": 1005, "text[]": 1009, "char[]": 1002,
 }

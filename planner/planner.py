@@ -317,7 +317,9 @@ def _plan_select(statement: Statement, catalog: Catalog, known: dict[int, int]) 
                                                          for e in statement.ast.expressions):
         names = {i: identifier_name(e.args["alias"].this) if isinstance(e, exp.Alias) else _figure_name(e)
                  for i, e in enumerate(statement.ast.expressions)}
-    q = Query(translate_pg_catalog(statement.ast, catalog), (), output_types(statement.ast, catalog),
+    users = tuple(dict.fromkeys(identifier_name(t.this) for t in statement.ast.find_all(exp.Table)
+                                if not t.db and identifier_name(t.this) in catalog))  # read as they are named
+    q = Query(translate_pg_catalog(statement.ast, catalog), users, output_types(statement.ast, catalog),
               names, catalog_relations=relations)
     count = max((P.parameter_number(p) for p in P.parameters(statement.ast)), default=0)
     q.param_oids = [known.get(i, P.TEXT_OID) for i in range(1, count + 1)]

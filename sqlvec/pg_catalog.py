@@ -26,9 +26,10 @@ import duckdb
 import pyarrow as pa
 
 from planner.catalog_schema import ARROW, CATALOG_COLUMNS
+from planner.index_options import DEFAULT_OPCLASS, METHODS, OPCLASSES
 from planner.rules.translate_pg_catalog import CATALOG_RELATIONS, relation_view
 from sqlvec.settings import SETTINGS
-from storage.types import PG_TYPES, PgType, TableSchema
+from storage.types import PG_TYPES, VECTOR_OID, PgType, TableSchema
 
 PG_CATALOG_OID = 11
 PUBLIC_OID = 2200
@@ -42,11 +43,12 @@ PG_TYPE_OID = 1247
 PG_CONSTRAINT_OID = 2606
 HEAP_AM_OID = 2
 BTREE_AM_OID = 403
-HNSW_AM_OID = 16_390
-IVFFLAT_AM_OID = 16_391
-AMS = {"btree": BTREE_AM_OID, "hnsw": HNSW_AM_OID, "ivfflat": IVFFLAT_AM_OID}
+# sqlvec's vector index methods and operator classes, at OIDs of their own.
+AMS = {"btree": BTREE_AM_OID, **{m: 16_390 + i for i, m in enumerate(METHODS)}}
+OPCLASS_OIDS = {(m, op): 16_500 + 10 * i + j for i, m in enumerate(METHODS) for j, op in enumerate(OPCLASSES)}
 _PKEY_INDEX_OFFSET = 1_000_000_000  # a table's primary-key index and constraint: OIDs derived from the table's
 _PKEY_CONSTRAINT_OFFSET = 1_100_000_000
+_SEQUENCE_OFFSET = 1_300_000_000  # + table oid * 1600 + attnum: an identity column's sequence
 _ATTRDEF_OFFSET = 1_200_000_000  # + table oid * 1600 + attnum
 
 _INT, _TEXT = pa.int64(), pa.string()
@@ -91,7 +93,10 @@ _MACROS = {
     "has_table_privilege": ["(a, b) AS true", "(a, b, c) AS true"],
     "has_schema_privilege": ["(a, b) AS true", "(a, b, c) AS true"],
     "has_database_privilege": ["(a, b) AS true", "(a, b, c) AS true"],
-    "pg_get_serial_sequence": ["(t, c) AS CAST(NULL AS VARCHAR)"],
+    "pg_get_serial_sequence": ["(t, c) AS (SELECT 'public.' || s.relname FROM __pgc_pg_class s "
+                               "WHERE s.relkind = 'S' AND s.relname = replace(t, '\"', '') || '_' || c || '_seq')"],
+    "quote_ident": ["(s) AS CASE WHEN regexp_full_match(s, '[a-z_][a-z0-9_$]*') THEN s "
+                    "ELSE '\"' || replace(s, '\"', '\"\"') || '\"' END"],
 }
 # The relations each macro reads, registered with any statement that may call it.
 MACRO_RELATIONS = ("pg_catalog.pg_roles", "pg_catalog.pg_description", "pg_catalog.pg_class",
@@ -152,7 +157,8 @@ def _class_row(oid: int, name: str, kind: str, am: int, natts: int, **extra: Any
 
 
 def _index_relations(t: TableSchema) -> list[tuple[int, str, str, list[int], str, bool]]:
-    """(oid, name, access method, key attnums, definition, is primary) for each index of ``t``."""
+    """(oid, name, access method, key attnums, definition, is primary) for each index of ``t``;
+    :func:`_index_extras` has each one's operator classes and options."""
     attnum = {c.name: i + 1 for i, c in enumerate(t.columns)}
     out = []
     if t.primary_key:
@@ -175,8 +181,15 @@ _SYSTEM_RELATIONS = {"pg_type": 1247, "pg_attribute": 1249, "pg_class": 1259, "p
                      "pg_description": 2609, "pg_index": 2610, "pg_inherits": 2611, "pg_opclass": 2616,
                      "pg_extension": 3079, "pg_collation": 3456, "pg_policy": 3256, "pg_statistic_ext": 3381,
                      "pg_publication": 6104, "pg_publication_namespace": 6237, "pg_publication_rel": 6106,
-                     "pg_tablespace": 1213, "pg_roles": 12_001, "pg_settings": 12_002, "pg_tables": 12_003}
+                     "pg_tablespace": 1213, "pg_sequence": 2224, "pg_roles": 12_001, "pg_settings": 12_002,
+                     "pg_tables": 12_003}
 _SYSTEM_VIEWS = {"pg_roles", "pg_settings", "pg_tables"}
+
+
+def _index_extras(t: TableSchema) -> dict[int, tuple[list[int], list[str] | None]]:
+    """Index OID -> (pg_index.indclass, pg_class.reloptions) for the vector indexes of ``t``."""
+    return {ix.oid: ([OPCLASS_OIDS.get((ix.method, ix.opclass), 0)], [f"{k}={v}" for k, v in ix.params] or None)
+            for ix in t.indexes}
 
 
 def _classes(src: CatalogSource) -> list[dict[str, Any]]:
@@ -186,9 +199,25 @@ def _classes(src: CatalogSource) -> list[dict[str, Any]]:
     for t in src.tables:
         indexes = _index_relations(t)
         rows.append(_class_row(t.oid, t.name, "r", HEAP_AM_OID, len(t.columns), relhasindex=bool(indexes)))
+        extras = _index_extras(t)
         for oid, name, method, keys, _, _ in indexes:
-            rows.append(_class_row(oid, name, "i", AMS.get(method, 0), len(keys)))
+            rows.append(_class_row(oid, name, "i", AMS.get(method, 0), len(keys),
+                                   reloptions=extras.get(oid, ([], None))[1]))
+        for oid, name, _ in _sequences_of(t):
+            rows.append(_class_row(oid, name, "S", 0, 3))
     return rows
+
+
+def _sequences_of(t: TableSchema) -> list[tuple[int, str, int]]:
+    """(oid, name, type oid) of the sequence behind each identity column of ``t``."""
+    return [(_SEQUENCE_OFFSET + t.oid * 1600 + i + 1, f"{t.name}_{c.name}_seq", c.type.oid)
+            for i, c in enumerate(t.columns) if c.identity is not None]
+
+
+def _sequences(src: CatalogSource) -> list[dict[str, Any]]:
+    top = {21: 32767, 23: 2147483647, 20: 9223372036854775807}
+    return [{"seqrelid": oid, "seqtypid": typ, "seqstart": 1, "seqincrement": 1, "seqmax": top.get(typ, top[20]),
+             "seqmin": 1, "seqcache": 1, "seqcycle": False} for t in src.tables for oid, _, typ in _sequences_of(t)]
 
 
 def _attributes(src: CatalogSource) -> list[dict[str, Any]]:
@@ -253,12 +282,14 @@ def _types(src: CatalogSource) -> list[dict[str, Any]]:
 def _indexes(src: CatalogSource) -> list[dict[str, Any]]:
     rows = []
     for t in src.tables:
+        extras = _index_extras(t)
         for oid, _, _, keys, _, primary in _index_relations(t):
             rows.append({"indexrelid": oid, "indrelid": t.oid, "indnatts": len(keys), "indnkeyatts": len(keys),
                          "indisunique": primary, "indnullsnotdistinct": False, "indisprimary": primary,
                          "indisexclusion": False, "indimmediate": True, "indisclustered": False, "indisvalid": True,
                          "indcheckxmin": False, "indisready": True, "indislive": True, "indisreplident": False,
-                         "indkey": keys, "indcollation": [0] * len(keys), "indclass": [0] * len(keys),
+                         "indkey": keys, "indcollation": [0] * len(keys),
+                         "indclass": extras.get(oid, ([0] * len(keys), None))[0],
                          "indoption": [0] * len(keys)})
     return rows
 
@@ -315,9 +346,10 @@ def _settings(src: CatalogSource) -> list[dict[str, Any]]:
 
 
 _AM_ROWS = [{"oid": HEAP_AM_OID, "amname": "heap", "amtype": "t"},
-            {"oid": BTREE_AM_OID, "amname": "btree", "amtype": "i"},
-            {"oid": HNSW_AM_OID, "amname": "hnsw", "amtype": "i"},
-            {"oid": IVFFLAT_AM_OID, "amname": "ivfflat", "amtype": "i"}]
+            *({"oid": oid, "amname": name, "amtype": "i"} for name, oid in AMS.items())]
+_OPCLASS_ROWS = [{"oid": oid, "opcmethod": AMS[m], "opcname": op, "opcnamespace": PUBLIC_OID,
+                  "opcowner": BOOTSTRAP_ROLE_OID, "opcfamily": oid, "opcintype": VECTOR_OID,
+                  "opcdefault": op == DEFAULT_OPCLASS, "opckeytype": 0} for (m, op), oid in OPCLASS_OIDS.items()]
 
 
 def _none(src: CatalogSource) -> list[dict[str, Any]]:
@@ -331,7 +363,7 @@ _BUILDERS: dict[str, Callable[[CatalogSource], list[dict[str, Any]]]] = {
     "pg_catalog.pg_type": _types,
     "pg_catalog.pg_index": _indexes,
     "pg_catalog.pg_am": lambda src: _AM_ROWS,
-    "pg_catalog.pg_opclass": _none,
+    "pg_catalog.pg_opclass": lambda src: _OPCLASS_ROWS,
     "pg_catalog.pg_extension": lambda src: [{"oid": VECTOR_EXTENSION_OID, "extname": "vector",
                                              "extowner": BOOTSTRAP_ROLE_OID, "extnamespace": PUBLIC_OID,
                                              "extrelocatable": True, "extversion": "0.8.0"}],
@@ -354,6 +386,7 @@ _BUILDERS: dict[str, Callable[[CatalogSource], list[dict[str, Any]]]] = {
     "pg_catalog.pg_tablespace": lambda src: [{"oid": 1663, "spcname": "pg_default", "spcowner": BOOTSTRAP_ROLE_OID},
                                              {"oid": 1664, "spcname": "pg_global", "spcowner": BOOTSTRAP_ROLE_OID}],
     "pg_catalog.pg_settings": _settings,
+    "pg_catalog.pg_sequence": _sequences,
     "pg_catalog.pg_tables": lambda src: [{"schemaname": "public", "tablename": t.name, "tableowner": "postgres",
                                           "hasindexes": bool(_index_relations(t)), "hasrules": False,
                                           "hastriggers": False, "rowsecurity": False} for t in src.tables],

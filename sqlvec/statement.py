@@ -184,8 +184,14 @@ def duckdb_sql(ast: exp.Expr) -> tuple[str, list[int]]:
 def _rewrite_for_duckdb(e: exp.Expr) -> exp.Expr:
     from sqlvec.settings import VERSION_STRING
 
-    if isinstance(e, exp.CurrentVersion):
+    if isinstance(e, exp.CurrentVersion) or (isinstance(e, exp.Anonymous) and e.name.lower() == "version"
+                                             and not e.expressions):
         return exp.Literal.string(VERSION_STRING)
+    if isinstance(e, exp.CurrentSchema):  # sqlvec's one schema; pg_catalog comes first on the search path
+        return exp.Literal.string("public")
+    if isinstance(e, exp.CurrentSchemas):
+        implicit = e.this is not None and e.this.sql().lower() == "true"
+        return exp.Array(expressions=[exp.Literal.string(n) for n in (["pg_catalog"] if implicit else []) + ["public"]])
     if isinstance(e, exp.Anonymous) and e.name.lower() == "current_setting":
         return exp.Anonymous(this="sqlvec_setting", expressions=e.expressions)
     return e

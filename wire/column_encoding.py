@@ -778,6 +778,15 @@ def _arrow_element_oid(t: pa.DataType) -> int:
     return T.TEXT
 
 
+def _int_vector_text(arr: pa.Array) -> _Encoded:
+    """int2vector / oidvector text: the numbers separated by spaces (``1 3``), a list's or the text as sent."""
+    if _is_stringish(arr.type):
+        return arr
+    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
+        return _generic_text(arr)
+    return pc.binary_join(pc.cast(arr, pa.list_(pa.string())), " ")
+
+
 def _generic_text(arr: pa.Array) -> _Encoded:
     """Text for values whose OID wire doesn't know (or whose Arrow type doesn't fit the OID)."""
     t = arr.type
@@ -813,6 +822,8 @@ _TEXT_ENCODERS: dict[int, _Encoder] = {
     T.JSONB: _json_text,
     **{oid: _oid_text for oid in T.OID_LIKE},
     **{oid: _text_text for oid in T.TEXT_LIKE if oid != T.JSON},
+    T.INT2VECTOR: _int_vector_text,
+    T.OIDVECTOR: _int_vector_text,
 }
 
 _BINARY_ENCODERS: dict[int, _Encoder] = {

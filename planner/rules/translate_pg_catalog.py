@@ -33,11 +33,12 @@ CATALOG_RELATIONS = (
     "pg_catalog.pg_constraint", "pg_catalog.pg_collation", "pg_catalog.pg_policy", "pg_catalog.pg_statistic_ext",
     "pg_catalog.pg_publication", "pg_catalog.pg_publication_namespace", "pg_catalog.pg_publication_rel",
     "pg_catalog.pg_inherits", "pg_catalog.pg_tablespace", "pg_catalog.pg_settings", "pg_catalog.pg_tables",
+    "pg_catalog.pg_sequence",
 )
 _BY_NAME = {r.split(".", 1)[1]: r for r in CATALOG_RELATIONS}
 # PostgreSQL 16 relations sqlvec does not have yet: reading one is feature_not_supported, not "does not exist".
 NOT_YET = frozenset(f"pg_catalog.{n}" for n in (
-    "pg_proc", "pg_trigger", "pg_rewrite", "pg_depend", "pg_shdepend", "pg_sequence", "pg_range", "pg_enum",
+    "pg_proc", "pg_trigger", "pg_rewrite", "pg_depend", "pg_shdepend", "pg_range", "pg_enum",
     "pg_views", "pg_matviews", "pg_indexes", "pg_sequences", "pg_stat_user_tables", "pg_stat_all_tables",
     "pg_stat_activity", "pg_statio_user_tables", "pg_user", "pg_authid", "pg_shadow", "pg_auth_members",
     "pg_operator", "pg_opfamily", "pg_amop", "pg_amproc", "pg_aggregate", "pg_cast", "pg_conversion",
@@ -53,7 +54,10 @@ FUNCTIONS = frozenset({
     "pg_get_indexdef", "pg_get_constraintdef", "pg_encoding_to_char", "pg_relation_is_publishable",
     "pg_get_statisticsobjdef_columns", "obj_description", "col_description", "to_regtype", "to_regclass",
     "has_table_privilege", "has_schema_privilege", "has_database_privilege", "pg_get_serial_sequence",
+    "quote_ident",
 })
+# Functions whose text result names a relation: ``f(...)::regclass`` looks the name up (to its OID).
+_NAMING = frozenset({"pg_get_serial_sequence", "quote_ident", "concat", "format", "lower", "upper"})
 _SCHEMAS = ("pg_catalog", "information_schema")
 
 
@@ -73,7 +77,16 @@ def catalog_relations(ast: exp.Expr, user_tables: Container[str]) -> tuple[str, 
         relation = _relation(t, user_tables, ctes)
         if relation is not None:
             found[relation] = None
+    if not found and any(_is_catalog_call(e) for e in ast.find_all(exp.Dot, exp.Anonymous)):
+        found["pg_catalog.pg_class"] = None  # no relation, but a catalog function (its macros read pg_class)
     return tuple(found) or None
+
+
+def _is_catalog_call(e: exp.Expr) -> bool:
+    if isinstance(e, exp.Dot):
+        return isinstance(e.this, (exp.Column, exp.Identifier)) and e.this.name.lower() == "pg_catalog" \
+            and isinstance(e.expression, exp.Func)
+    return e.name.lower() in FUNCTIONS
 
 
 def _relation(t: exp.Table, user_tables: Container[str], ctes: set[str]) -> str | None:
@@ -124,6 +137,10 @@ def translate_pg_catalog(ast: exp.Expr, user_tables: Container[str]) -> exp.Expr
     def rewrite(e: exp.Expr) -> exp.Expr:
         if isinstance(e, exp.Table):
             return _table(e, user_tables, ctes)
+        if isinstance(e, exp.Column) and e.args.get("db") is not None and e.text("db").lower() in _SCHEMAS:
+            column = e.copy()  # pg_catalog.pg_class.relname: the relation keeps its name as its alias
+            column.set("db", None)
+            return column
         if isinstance(e, exp.Operator):
             return _operator(e)
         if isinstance(e, exp.RegexpLike):
@@ -132,8 +149,7 @@ def translate_pg_catalog(ast: exp.Expr, user_tables: Container[str]) -> exp.Expr
             return exp.Anonymous(this="regexp_matches", expressions=[e.this, e.expression, exp.Literal.string("i")])
         if isinstance(e, exp.Collate):
             return e.this
-        if isinstance(e, exp.Dot) and isinstance(e.this, (exp.Column, exp.Identifier)) \
-                and e.this.name.lower() == "pg_catalog" and isinstance(e.expression, exp.Func):
+        if isinstance(e, exp.Dot) and _is_catalog_call(e):
             return _function(e.expression)
         if isinstance(e, exp.Anonymous):
             return _function(e)
@@ -184,6 +200,8 @@ def _operator(e: exp.Operator) -> exp.Expr:
 
 def _function(f: exp.Func) -> exp.Expr:
     name = f.name.lower() if isinstance(f, exp.Anonymous) else f.sql_name().lower()
+    if name in ("json_build_object", "jsonb_build_object") and isinstance(f, exp.Anonymous):
+        return exp.Anonymous(this="json_object", expressions=f.expressions)
     if name == "array_upper" and isinstance(f, exp.Anonymous):  # of a one-dimensional array: its length
         return exp.Anonymous(this="len", expressions=f.expressions[:1])
     if name in FUNCTIONS:
@@ -197,11 +215,14 @@ def _cast(c: exp.Cast) -> exp.Expr:
     if to.startswith("array<") and to.endswith(">"):
         to = to[6:-1] + "[]"
     if to == "regclass":
-        if isinstance(c.this, exp.Literal) and c.this.is_string:
+        named = isinstance(c.this, exp.Anonymous) and c.this.name.lower().removeprefix("__pgf_") in _NAMING
+        if (isinstance(c.this, exp.Literal) and c.this.is_string) or named \
+                or isinstance(c.this, (exp.DPipe, exp.Placeholder, exp.Parameter)):
             return exp.Anonymous(this="__pgf_to_regclass", expressions=[c.this])
         return exp.Anonymous(this="__pgf_regclass_name", expressions=[c.this])
     if to == "regtype":
-        if isinstance(c.this, exp.Literal) and c.this.is_string:
+        if (isinstance(c.this, exp.Literal) and c.this.is_string) or isinstance(c.this, (exp.Placeholder,
+                                                                                           exp.Parameter)):
             return exp.Anonymous(this="__pgf_to_regtype", expressions=[c.this])
         return exp.Anonymous(this="__pgf_regtype_name", expressions=[c.this])
     if to == "regnamespace":

@@ -132,3 +132,51 @@ def test_catalog_relations_sqlvec_does_not_have_yet_are_feature_not_supported(co
     for relation in ("pg_catalog.pg_proc", "information_schema.tables"):
         with pytest.raises(psycopg.errors.FeatureNotSupported, match=relation.replace(".", r"\.")):
             conn.execute(f"SELECT * FROM {relation}")
+
+
+@pytest.mark.pg_compatible
+def test_sqlalchemy_create_all_reflection_orm_query_and_drop_all(server, conn, table_name):
+    import sqlalchemy as sa
+    from pgvector.sqlalchemy import Vector
+    from sqlalchemy.orm import DeclarativeBase, Session, mapped_column
+
+    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Item(Base):
+        __tablename__ = table_name
+        id = mapped_column(sa.Integer, primary_key=True)  # not annotated: this module's annotations are strings
+        embedding = mapped_column(Vector(3))
+        name = mapped_column(sa.String(20), nullable=True)
+        __table_args__ = (sa.Index(f"{table_name}_hnsw", "embedding", postgresql_using="hnsw",
+                                   postgresql_with={"m": 16}, postgresql_ops={"embedding": "vector_cosine_ops"}),)
+
+    engine = sa.create_engine(server.url.replace("postgresql://", "postgresql+psycopg://"), pool_pre_ping=True)
+    try:
+        Base.metadata.create_all(engine)
+        inspector = sa.inspect(engine)
+        assert table_name in inspector.get_table_names()
+        columns = {c["name"]: c for c in inspector.get_columns(table_name)}
+        assert isinstance(columns["embedding"]["type"], Vector) and columns["embedding"]["type"].dim == 3
+        assert isinstance(columns["name"]["type"], sa.String) and columns["name"]["type"].length == 20
+        assert columns["id"]["nullable"] is False and columns["name"]["nullable"] is True
+        assert inspector.get_pk_constraint(table_name)["constrained_columns"] == ["id"]
+        (index,) = inspector.get_indexes(table_name)
+        assert index["name"] == f"{table_name}_hnsw" and index["column_names"] == ["embedding"]
+        options = index["dialect_options"]
+        assert options["postgresql_using"] == "hnsw" and options["postgresql_with"]["m"] == "16"
+        assert options["postgresql_ops"] == {"embedding": "vector_cosine_ops"}
+        with Session(engine) as session:
+            session.add_all([Item(id=i, embedding=[i, 1, 0], name=f"n{i}") for i in range(1, 5)])
+            session.commit()
+            nearest = session.scalars(sa.select(Item).order_by(Item.embedding.l2_distance([3, 1, 0])).limit(2))
+            assert [item.id for item in nearest] == [3, 2]
+            closest = session.scalars(sa.select(Item.id).order_by(Item.embedding.cosine_distance([1, 0, 0])).limit(1))
+            assert list(closest) == [4]
+    finally:
+        Base.metadata.drop_all(engine)
+        engine.dispose()
+    assert table_name not in sa.inspect(sa.create_engine(server.url.replace("postgresql://", "postgresql+psycopg://"))
+                                        ).get_table_names()
