@@ -104,6 +104,18 @@ CATALOG_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "pg_catalog.pg_sequence": [
         ("seqrelid", "oid"), ("seqtypid", "oid"), ("seqstart", "int8"), ("seqincrement", "int8"), ("seqmax", "int8"),
         ("seqmin", "int8"), ("seqcache", "int8"), ("seqcycle", "bool")],
+    "pg_catalog.pg_auth_members": [
+        ("oid", "oid"), ("roleid", "oid"), ("member", "oid"), ("grantor", "oid"), ("admin_option", "bool"),
+        ("inherit_option", "bool"), ("set_option", "bool")],
+    "pg_catalog.pg_proc": [
+        ("oid", "oid"), ("proname", "name"), ("pronamespace", "oid"), ("proowner", "oid"), ("prolang", "oid"),
+        ("procost", "float4"), ("prorows", "float4"), ("provariadic", "oid"), ("prosupport", "oid"),
+        ("prokind", "char"),
+        ("prosecdef", "bool"), ("proleakproof", "bool"), ("proisstrict", "bool"), ("proretset", "bool"),
+        ("provolatile", "char"), ("proparallel", "char"), ("pronargs", "int2"), ("pronargdefaults", "int2"),
+        ("prorettype", "oid"), ("proargtypes", "oidvector"), ("proallargtypes", "oid[]"), ("proargmodes", "char[]"),
+        ("proargnames", "text[]"), ("proargdefaults", "text"), ("protrftypes", "oid[]"), ("prosrc", "text"),
+        ("probin", "text"), ("prosqlbody", "text"), ("proconfig", "text[]"), ("proacl", "text[]")],
     "pg_catalog.pg_tables": [
         ("schemaname", "name"), ("tablename", "name"), ("tableowner", "name"), ("tablespace", "name"),
         ("hasindexes", "bool"), ("hasrules", "bool"), ("hastriggers", "bool"), ("rowsecurity", "bool")],

@@ -25,7 +25,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from planner.catalog_schema import ARROW, CATALOG_COLUMNS
+from planner.catalog_schema import ARROW, CATALOG_COLUMNS, OIDS
 from planner.index_options import DEFAULT_OPCLASS, METHODS, OPCLASSES
 from planner.rules.translate_pg_catalog import CATALOG_RELATIONS, relation_view
 from sqlvec.settings import SETTINGS
@@ -93,6 +93,12 @@ _MACROS = {
     "has_table_privilege": ["(a, b) AS true", "(a, b, c) AS true"],
     "has_schema_privilege": ["(a, b) AS true", "(a, b, c) AS true"],
     "has_database_privilege": ["(a, b) AS true", "(a, b, c) AS true"],
+    "pg_function_is_visible": ["(o) AS true"],
+    "pg_get_function_result": ["(o) AS (SELECT __pgf_format_type(prorettype, NULL) FROM __pgc_pg_proc WHERE oid = o)"],
+    "pg_get_function_arguments": ["(o) AS (SELECT string_agg(f.formatted, ', ' ORDER BY a.i) FROM (SELECT "
+                                  "unnest(proargtypes) AS t, generate_subscripts(proargtypes, 1) AS i FROM "
+                                  "__pgc_pg_proc WHERE oid = o) a JOIN __pgh_format_type f ON f.typid = a.t "
+                                  "AND f.typmod = -1)"],
     "pg_get_serial_sequence": ["(t, c) AS (SELECT 'public.' || s.relname FROM __pgc_pg_class s "
                                "WHERE s.relkind = 'S' AND s.relname = replace(t, '\"', '') || '_' || c || '_seq')"],
     "quote_ident": ["(s) AS CASE WHEN regexp_full_match(s, '[a-z_][a-z0-9_$]*') THEN s "
@@ -100,7 +106,7 @@ _MACROS = {
 }
 # The relations each macro reads, registered with any statement that may call it.
 MACRO_RELATIONS = ("pg_catalog.pg_roles", "pg_catalog.pg_description", "pg_catalog.pg_class",
-                   "pg_catalog.pg_namespace")
+                   "pg_catalog.pg_namespace", "pg_catalog.pg_proc")
 
 
 class CatalogSource:
@@ -181,7 +187,8 @@ _SYSTEM_RELATIONS = {"pg_type": 1247, "pg_attribute": 1249, "pg_class": 1259, "p
                      "pg_description": 2609, "pg_index": 2610, "pg_inherits": 2611, "pg_opclass": 2616,
                      "pg_extension": 3079, "pg_collation": 3456, "pg_policy": 3256, "pg_statistic_ext": 3381,
                      "pg_publication": 6104, "pg_publication_namespace": 6237, "pg_publication_rel": 6106,
-                     "pg_tablespace": 1213, "pg_sequence": 2224, "pg_roles": 12_001, "pg_settings": 12_002,
+                     "pg_tablespace": 1213, "pg_sequence": 2224, "pg_auth_members": 1261, "pg_proc": 1255,
+                     "pg_roles": 12_001, "pg_settings": 12_002,
                      "pg_tables": 12_003}
 _SYSTEM_VIEWS = {"pg_roles", "pg_settings", "pg_tables"}
 
@@ -221,7 +228,13 @@ def _sequences(src: CatalogSource) -> list[dict[str, Any]]:
 
 
 def _attributes(src: CatalogSource) -> list[dict[str, Any]]:
-    rows = []
+    rows = [{"attrelid": oid, "attname": c, "atttypid": OIDS[t], "attlen": -1, "attnum": i + 1, "attcacheoff": -1,
+             "atttypmod": -1, "attndims": 0, "attbyval": False, "attalign": "i", "attstorage": "p",
+             "attcompression": "", "attnotnull": not t.endswith("[]") and t != "text", "atthasdef": False,
+             "atthasmissing": False, "attidentity": "", "attgenerated": "", "attisdropped": False, "attislocal": True,
+             "attinhcount": 0, "attstattarget": -1, "attcollation": 0}
+            for name, oid in _SYSTEM_RELATIONS.items()
+            for i, (c, t) in enumerate(CATALOG_COLUMNS[f"pg_catalog.{name}"])]
     for t in src.tables:
         for i, c in enumerate(t.columns):
             rows.append({"attrelid": t.oid, "attname": c.name, "atttypid": c.type.oid, "attlen": c.type.pg.typlen,
@@ -267,7 +280,7 @@ def _types(src: CatalogSource) -> list[dict[str, Any]]:
     for t in _ALL_TYPES.values():
         array = t.name.startswith("_")
         element = _ALL_TYPES[t.name[1:]].oid if array else 0
-        rows.append({"oid": t.oid, "typname": t.name, "typnamespace": PUBLIC_OID if "vector" in t.name
+        rows.append({"oid": t.oid, "typname": t.name, "typnamespace": PUBLIC_OID if t.name in ("vector", "_vector")
                      else PG_CATALOG_OID, "typowner": BOOTSTRAP_ROLE_OID, "typlen": t.typlen,
                      "typbyval": t.typlen in (1, 2, 4, 8), "typtype": "b", "typcategory": "A" if array
                      else _CATEGORY.get(t.name, "U"), "typispreferred": t.name in ("text", "float8", "timestamptz"),
@@ -352,6 +365,20 @@ _OPCLASS_ROWS = [{"oid": oid, "opcmethod": AMS[m], "opcname": op, "opcnamespace"
                   "opcdefault": op == DEFAULT_OPCLASS, "opckeytype": 0} for (m, op), oid in OPCLASS_OIDS.items()]
 
 
+# The functions of pgvector that sqlvec has, in public as CREATE EXTENSION vector puts them.
+_FLOAT8, _INT4 = 701, 23
+_FUNCTIONS = [("l2_distance", [VECTOR_OID, VECTOR_OID], _FLOAT8), ("inner_product", [VECTOR_OID, VECTOR_OID], _FLOAT8),
+              ("cosine_distance", [VECTOR_OID, VECTOR_OID], _FLOAT8),
+              ("l1_distance", [VECTOR_OID, VECTOR_OID], _FLOAT8),
+              ("vector_dims", [VECTOR_OID], _INT4), ("vector_norm", [VECTOR_OID], _FLOAT8),
+              ("l2_normalize", [VECTOR_OID], VECTOR_OID)]
+_PROC_ROWS = [{"oid": 16_600 + i, "proname": name, "pronamespace": PUBLIC_OID, "proowner": BOOTSTRAP_ROLE_OID,
+               "prolang": 13, "procost": 1.0, "prorows": 0.0, "provariadic": 0, "prosupport": 0, "prokind": "f",
+               "prosecdef": False, "proleakproof": False, "proisstrict": True, "proretset": False, "provolatile": "i",
+               "proparallel": "s", "pronargs": len(args), "pronargdefaults": 0, "prorettype": ret,
+               "proargtypes": args, "prosrc": name} for i, (name, args, ret) in enumerate(_FUNCTIONS)]
+
+
 def _none(src: CatalogSource) -> list[dict[str, Any]]:
     return []
 
@@ -387,6 +414,8 @@ _BUILDERS: dict[str, Callable[[CatalogSource], list[dict[str, Any]]]] = {
                                              {"oid": 1664, "spcname": "pg_global", "spcowner": BOOTSTRAP_ROLE_OID}],
     "pg_catalog.pg_settings": _settings,
     "pg_catalog.pg_sequence": _sequences,
+    "pg_catalog.pg_auth_members": _none,
+    "pg_catalog.pg_proc": lambda src: _PROC_ROWS,
     "pg_catalog.pg_tables": lambda src: [{"schemaname": "public", "tablename": t.name, "tableowner": "postgres",
                                           "hasindexes": bool(_index_relations(t)), "hasrules": False,
                                           "hastriggers": False, "rowsecurity": False} for t in src.tables],

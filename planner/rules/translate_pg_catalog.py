@@ -33,14 +33,14 @@ CATALOG_RELATIONS = (
     "pg_catalog.pg_constraint", "pg_catalog.pg_collation", "pg_catalog.pg_policy", "pg_catalog.pg_statistic_ext",
     "pg_catalog.pg_publication", "pg_catalog.pg_publication_namespace", "pg_catalog.pg_publication_rel",
     "pg_catalog.pg_inherits", "pg_catalog.pg_tablespace", "pg_catalog.pg_settings", "pg_catalog.pg_tables",
-    "pg_catalog.pg_sequence",
+    "pg_catalog.pg_sequence", "pg_catalog.pg_auth_members", "pg_catalog.pg_proc",
 )
 _BY_NAME = {r.split(".", 1)[1]: r for r in CATALOG_RELATIONS}
 # PostgreSQL 16 relations sqlvec does not have yet: reading one is feature_not_supported, not "does not exist".
 NOT_YET = frozenset(f"pg_catalog.{n}" for n in (
-    "pg_proc", "pg_trigger", "pg_rewrite", "pg_depend", "pg_shdepend", "pg_range", "pg_enum",
+    "pg_trigger", "pg_rewrite", "pg_depend", "pg_shdepend", "pg_range", "pg_enum",
     "pg_views", "pg_matviews", "pg_indexes", "pg_sequences", "pg_stat_user_tables", "pg_stat_all_tables",
-    "pg_stat_activity", "pg_statio_user_tables", "pg_user", "pg_authid", "pg_shadow", "pg_auth_members",
+    "pg_stat_activity", "pg_statio_user_tables", "pg_user", "pg_authid", "pg_shadow",
     "pg_operator", "pg_opfamily", "pg_amop", "pg_amproc", "pg_aggregate", "pg_cast", "pg_conversion",
     "pg_language", "pg_event_trigger", "pg_foreign_table", "pg_foreign_server", "pg_foreign_data_wrapper",
     "pg_partitioned_table", "pg_statistic", "pg_stats", "pg_locks", "pg_shdescription", "pg_init_privs",
@@ -54,7 +54,7 @@ FUNCTIONS = frozenset({
     "pg_get_indexdef", "pg_get_constraintdef", "pg_encoding_to_char", "pg_relation_is_publishable",
     "pg_get_statisticsobjdef_columns", "obj_description", "col_description", "to_regtype", "to_regclass",
     "has_table_privilege", "has_schema_privilege", "has_database_privilege", "pg_get_serial_sequence",
-    "quote_ident",
+    "quote_ident", "pg_function_is_visible", "pg_get_function_result", "pg_get_function_arguments",
 })
 # Functions whose text result names a relation: ``f(...)::regclass`` looks the name up (to its OID).
 _NAMING = frozenset({"pg_get_serial_sequence", "quote_ident", "concat", "format", "lower", "upper"})

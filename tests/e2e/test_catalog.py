@@ -129,7 +129,7 @@ def test_a_catalog_relation_that_does_not_exist(conn):
 
 
 def test_catalog_relations_sqlvec_does_not_have_yet_are_feature_not_supported(conn):
-    for relation in ("pg_catalog.pg_proc", "information_schema.tables"):
+    for relation in ("pg_catalog.pg_trigger", "information_schema.tables"):
         with pytest.raises(psycopg.errors.FeatureNotSupported, match=relation.replace(".", r"\.")):
             conn.execute(f"SELECT * FROM {relation}")
 
@@ -180,3 +180,16 @@ def test_sqlalchemy_create_all_reflection_orm_query_and_drop_all(server, conn, t
         engine.dispose()
     assert table_name not in sa.inspect(sa.create_engine(server.url.replace("postgresql://", "postgresql+psycopg://"))
                                         ).get_table_names()
+
+
+@pytest.mark.pg_compatible
+def test_psql_lists_roles_types_and_functions_and_describes_a_catalog_relation(server, catalog_table):
+    roles = psql(server, r"\du")
+    assert " postgres " in roles and "Superuser" in roles
+    assert " public | vector " in psql(server, r"\dT")
+    functions = psql(server, r"\df")
+    for line in (" public | cosine_distance | double precision | vector, vector",
+                 " public | vector_dims     | integer          | vector"):
+        assert " ".join(line.split()) in " ".join(functions.split())
+    described = psql(server, r"\dS pg_catalog.pg_am")
+    assert 'Table "pg_catalog.pg_am"' in described and " amname " in described
