@@ -116,6 +116,43 @@ CATALOG_COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("prorettype", "oid"), ("proargtypes", "oidvector"), ("proallargtypes", "oid[]"), ("proargmodes", "char[]"),
         ("proargnames", "text[]"), ("proargdefaults", "text"), ("protrftypes", "oid[]"), ("prosrc", "text"),
         ("probin", "text"), ("prosqlbody", "text"), ("proconfig", "text[]"), ("proacl", "text[]")],
+    "information_schema.schemata": [
+        ("catalog_name", "text"), ("schema_name", "text"), ("schema_owner", "text"),
+        ("default_character_set_catalog", "text"), ("default_character_set_schema", "text"),
+        ("default_character_set_name", "text"), ("sql_path", "text")],
+    "information_schema.tables": [
+        ("table_catalog", "text"), ("table_schema", "text"), ("table_name", "text"), ("table_type", "text"),
+        ("self_referencing_column_name", "text"), ("reference_generation", "text"),
+        ("user_defined_type_catalog", "text"), ("user_defined_type_schema", "text"),
+        ("user_defined_type_name", "text"), ("is_insertable_into", "text"), ("is_typed", "text"),
+        ("commit_action", "text")],
+    "information_schema.columns": [
+        ("table_catalog", "text"), ("table_schema", "text"), ("table_name", "text"), ("column_name", "text"),
+        ("ordinal_position", "int4"), ("column_default", "text"), ("is_nullable", "text"), ("data_type", "text"),
+        ("character_maximum_length", "int4"), ("character_octet_length", "int4"), ("numeric_precision", "int4"),
+        ("numeric_precision_radix", "int4"), ("numeric_scale", "int4"), ("datetime_precision", "int4"),
+        ("interval_type", "text"), ("interval_precision", "int4"), ("character_set_catalog", "text"),
+        ("character_set_schema", "text"), ("character_set_name", "text"), ("collation_catalog", "text"),
+        ("collation_schema", "text"), ("collation_name", "text"), ("domain_catalog", "text"),
+        ("domain_schema", "text"), ("domain_name", "text"), ("udt_catalog", "text"), ("udt_schema", "text"),
+        ("udt_name", "text"), ("scope_catalog", "text"), ("scope_schema", "text"), ("scope_name", "text"),
+        ("maximum_cardinality", "int4"), ("dtd_identifier", "text"), ("is_self_referencing", "text"),
+        ("is_identity", "text"), ("identity_generation", "text"), ("identity_start", "text"),
+        ("identity_increment", "text"), ("identity_maximum", "text"), ("identity_minimum", "text"),
+        ("identity_cycle", "text"), ("is_generated", "text"), ("generation_expression", "text"),
+        ("is_updatable", "text")],
+    "information_schema.views": [
+        ("table_catalog", "text"), ("table_schema", "text"), ("table_name", "text"), ("view_definition", "text"),
+        ("check_option", "text"), ("is_updatable", "text"), ("is_insertable_into", "text"),
+        ("is_trigger_updatable", "text"), ("is_trigger_deletable", "text"), ("is_trigger_insertable_into", "text")],
+    "information_schema.table_constraints": [
+        ("constraint_catalog", "text"), ("constraint_schema", "text"), ("constraint_name", "text"),
+        ("table_catalog", "text"), ("table_schema", "text"), ("table_name", "text"), ("constraint_type", "text"),
+        ("is_deferrable", "text"), ("initially_deferred", "text"), ("enforced", "text"), ("nulls_distinct", "text")],
+    "information_schema.key_column_usage": [
+        ("constraint_catalog", "text"), ("constraint_schema", "text"), ("constraint_name", "text"),
+        ("table_catalog", "text"), ("table_schema", "text"), ("table_name", "text"), ("column_name", "text"),
+        ("ordinal_position", "int4"), ("position_in_unique_constraint", "int4")],
     "pg_catalog.pg_tables": [
         ("schemaname", "name"), ("tablename", "name"), ("tableowner", "name"), ("tablespace", "name"),
         ("hasindexes", "bool"), ("hasrules", "bool"), ("hastriggers", "bool"), ("rowsecurity", "bool")],

@@ -422,6 +422,66 @@ _BUILDERS: dict[str, Callable[[CatalogSource], list[dict[str, Any]]]] = {
 }
 
 
+# information_schema (SQL-standard views PostgreSQL derives from pg_catalog), built from the same source.
+def _schemata(src: CatalogSource) -> list[dict[str, Any]]:
+    return [{"catalog_name": src.database, "schema_name": n, "schema_owner": "postgres"}
+            for n in ("pg_catalog", "public", "information_schema")]
+
+
+def _is_tables(src: CatalogSource) -> list[dict[str, Any]]:
+    return [{"table_catalog": src.database, "table_schema": "public", "table_name": t.name, "table_type": "BASE TABLE",
+             "is_insertable_into": "YES", "is_typed": "NO"} for t in src.tables]
+
+
+_DATA_TYPE = {"varchar": "character varying", "timestamp": "timestamp without time zone",
+              "timestamptz": "timestamp with time zone"}
+
+
+def _is_columns(src: CatalogSource) -> list[dict[str, Any]]:
+    rows = []
+    for t in src.tables:
+        for i, c in enumerate(t.columns):
+            ct = c.type
+            data_type = "ARRAY" if ct.is_array else "USER-DEFINED" if ct.name == "vector" else \
+                _DATA_TYPE.get(ct.name, ct.pg.sql_name)
+            numeric = {"int2": 16, "int4": 32, "int8": 64, "float4": 24, "float8": 53}.get(ct.name)
+            if ct.name == "numeric":
+                numeric = ct.precision
+            rows.append({
+                "table_catalog": src.database, "table_schema": "public", "table_name": t.name, "column_name": c.name,
+                "ordinal_position": i + 1, "column_default": None if c.default is None
+                else _default_text(c.default, ct.sql()), "is_nullable": "NO" if c.not_null else "YES",
+                "data_type": data_type, "character_maximum_length": ct.length if ct.name == "varchar" else None,
+                "numeric_precision": numeric, "numeric_precision_radix": (10 if ct.name == "numeric" else 2)
+                if numeric is not None else None, "numeric_scale": (ct.scale or 0) if ct.name == "numeric"
+                and ct.precision is not None else 0 if ct.name in ("int2", "int4", "int8") else None,
+                "udt_catalog": src.database, "udt_schema": "public" if ct.name in ("vector", "_vector")
+                else "pg_catalog", "udt_name": ct.name, "dtd_identifier": str(i + 1), "is_self_referencing": "NO",
+                "is_identity": "YES" if c.identity else "NO", "identity_generation": (c.identity or "").upper()
+                or None, "is_generated": "NEVER", "is_updatable": "YES"})
+    return rows
+
+
+def _is_constraints(src: CatalogSource) -> list[dict[str, Any]]:
+    return [{"constraint_catalog": src.database, "constraint_schema": "public", "constraint_name": f"{t.name}_pkey",
+             "table_catalog": src.database, "table_schema": "public", "table_name": t.name,
+             "constraint_type": "PRIMARY KEY", "is_deferrable": "NO", "initially_deferred": "NO", "enforced": "YES"}
+            for t in src.tables if t.primary_key]
+
+
+def _is_key_columns(src: CatalogSource) -> list[dict[str, Any]]:
+    return [{"constraint_catalog": src.database, "constraint_schema": "public", "constraint_name": f"{t.name}_pkey",
+             "table_catalog": src.database, "table_schema": "public", "table_name": t.name, "column_name": c,
+             "ordinal_position": n + 1} for t in src.tables for n, c in enumerate(t.primary_key)]
+
+
+_BUILDERS.update({
+    "information_schema.schemata": _schemata, "information_schema.tables": _is_tables,
+    "information_schema.columns": _is_columns, "information_schema.views": _none,
+    "information_schema.table_constraints": _is_constraints, "information_schema.key_column_usage": _is_key_columns,
+})
+
+
 def _format_types(src: CatalogSource) -> list[dict[str, Any]]:
     seen = {(t.oid, -1): t.sql_name for t in _ALL_TYPES.values()}
     for t in src.tables:

@@ -34,8 +34,10 @@ CATALOG_RELATIONS = (
     "pg_catalog.pg_publication", "pg_catalog.pg_publication_namespace", "pg_catalog.pg_publication_rel",
     "pg_catalog.pg_inherits", "pg_catalog.pg_tablespace", "pg_catalog.pg_settings", "pg_catalog.pg_tables",
     "pg_catalog.pg_sequence", "pg_catalog.pg_auth_members", "pg_catalog.pg_proc",
+    "information_schema.schemata", "information_schema.tables", "information_schema.columns",
+    "information_schema.views", "information_schema.table_constraints", "information_schema.key_column_usage",
 )
-_BY_NAME = {r.split(".", 1)[1]: r for r in CATALOG_RELATIONS}
+_BY_NAME = {r.split(".", 1)[1]: r for r in CATALOG_RELATIONS if r.startswith("pg_catalog.")}
 # PostgreSQL 16 relations sqlvec does not have yet: reading one is feature_not_supported, not "does not exist".
 NOT_YET = frozenset(f"pg_catalog.{n}" for n in (
     "pg_trigger", "pg_rewrite", "pg_depend", "pg_shdepend", "pg_range", "pg_enum",
@@ -62,8 +64,10 @@ _SCHEMAS = ("pg_catalog", "information_schema")
 
 
 def relation_view(relation: str) -> str:
-    """The DuckDB name a catalog relation is registered under: ``pg_catalog.pg_class`` -> ``__pgc_pg_class``."""
-    return "__pgc_" + relation.split(".", 1)[1]
+    """The DuckDB name a catalog relation is registered under: ``pg_catalog.pg_class`` -> ``__pgc_pg_class``,
+    ``information_schema.tables`` -> ``__pgi_tables``."""
+    schema, name = relation.split(".", 1)
+    return ("__pgc_" if schema == "pg_catalog" else "__pgi_") + name
 
 
 def catalog_relations(ast: exp.Expr, user_tables: Container[str]) -> tuple[str, ...] | None:
@@ -90,7 +94,7 @@ def _is_catalog_call(e: exp.Expr) -> bool:
 
 
 def _relation(t: exp.Table, user_tables: Container[str], ctes: set[str]) -> str | None:
-    if not isinstance(t.this, exp.Identifier) or t.name.startswith("__pgc_"):
+    if not isinstance(t.this, exp.Identifier) or t.name.startswith(("__pgc_", "__pgi_")):
         return None  # a function in FROM
     schema, name = t.db.lower(), t.name.lower() if not t.this.quoted else t.name
     if schema in _SCHEMAS:

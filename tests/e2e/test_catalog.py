@@ -129,7 +129,7 @@ def test_a_catalog_relation_that_does_not_exist(conn):
 
 
 def test_catalog_relations_sqlvec_does_not_have_yet_are_feature_not_supported(conn):
-    for relation in ("pg_catalog.pg_trigger", "information_schema.tables"):
+    for relation in ("pg_catalog.pg_trigger", "information_schema.routines"):
         with pytest.raises(psycopg.errors.FeatureNotSupported, match=relation.replace(".", r"\.")):
             conn.execute(f"SELECT * FROM {relation}")
 
@@ -193,3 +193,22 @@ def test_psql_lists_roles_types_and_functions_and_describes_a_catalog_relation(s
         assert " ".join(line.split()) in " ".join(functions.split())
     described = psql(server, r"\dS pg_catalog.pg_am")
     assert 'Table "pg_catalog.pg_am"' in described and " amname " in described
+
+
+@pytest.mark.pg_compatible
+def test_information_schema_tables_columns_and_keys(conn, catalog_table):
+    tables = conn.execute("SELECT table_schema, table_type FROM information_schema.tables WHERE table_name = %s",
+                          (catalog_table,)).fetchall()
+    assert tables == [("public", "BASE TABLE")]
+    columns = conn.execute(
+        "SELECT column_name, data_type, udt_name, is_nullable, column_default, ordinal_position "
+        "FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+        (catalog_table,)).fetchall()
+    assert columns == [("id", "bigint", "int8", "NO", None, 1), ("embedding", "USER-DEFINED", "vector", "YES", None, 2),
+                       ("tag", "text", "text", "YES", "'x'::text", 3), ("n", "integer", "int4", "NO", None, 4)]
+    keys = conn.execute(
+        "SELECT tc.constraint_type, k.column_name FROM information_schema.table_constraints tc "
+        "JOIN information_schema.key_column_usage k ON k.constraint_name = tc.constraint_name "
+        "AND k.table_name = tc.table_name WHERE tc.table_name = %s", (catalog_table,)).fetchall()
+    assert keys == [("PRIMARY KEY", "id")]
+    assert "public" in [r[0] for r in conn.execute("SELECT schema_name FROM information_schema.schemata")]
