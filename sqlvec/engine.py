@@ -370,6 +370,9 @@ class Session:
         self.con.execute("CREATE TABLE __settings (name VARCHAR, value VARCHAR)")
         self.con.execute("CREATE MACRO sqlvec_setting(n) AS "
                          "(SELECT value FROM __settings WHERE lower(name) = lower(n))")
+        # current_database(): the name the client connected with (statement.py rewrites the call)
+        quoted = startup.database.replace("'", "''")
+        self.con.execute(f"CREATE MACRO sqlvec_current_database() AS '{quoted}'")
 
     # -- wire/ Session interface --------------------------------------------------------------------
 

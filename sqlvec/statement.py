@@ -187,6 +187,11 @@ def _rewrite_for_duckdb(e: exp.Expr) -> exp.Expr:
     if isinstance(e, exp.CurrentVersion) or (isinstance(e, exp.Anonymous) and e.name.lower() == "version"
                                              and not e.expressions):
         return exp.Literal.string(VERSION_STRING)
+    if isinstance(e, (exp.CurrentUser, exp.SessionUser)) or (isinstance(e, exp.Column) and not e.table
+                                                              and e.name.lower() in ("current_role", "user")):
+        return exp.Anonymous(this="sqlvec_setting", expressions=[exp.Literal.string("session_authorization")])
+    if isinstance(e, exp.CurrentDatabase) or (isinstance(e, exp.Anonymous) and e.name.lower() == "current_catalog"):
+        return exp.Anonymous(this="sqlvec_current_database", expressions=[])
     if isinstance(e, exp.CurrentSchema):  # sqlvec's one schema; pg_catalog comes first on the search path
         return exp.Literal.string("public")
     if isinstance(e, exp.CurrentSchemas):

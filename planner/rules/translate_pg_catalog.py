@@ -81,12 +81,18 @@ def catalog_relations(ast: exp.Expr, user_tables: Container[str]) -> tuple[str, 
         relation = _relation(t, user_tables, ctes)
         if relation is not None:
             found[relation] = None
-    if not found and any(_is_catalog_call(e) for e in ast.find_all(exp.Dot, exp.Anonymous)):
+    if not found and any(_is_catalog_call(e) for e in ast.find_all(exp.Dot, exp.Anonymous, exp.Cast)):
         found["pg_catalog.pg_class"] = None  # no relation, but a catalog function (its macros read pg_class)
     return tuple(found) or None
 
 
+_REG_TYPES = ("regclass", "regtype", "regnamespace", "regproc")
+
+
 def _is_catalog_call(e: exp.Expr) -> bool:
+    """A catalog function call (``pg_catalog.f()`` or one of FUNCTIONS) or a cast to a reg* type."""
+    if isinstance(e, exp.Cast):
+        return e.to.sql("postgres").lower().replace("pg_catalog.", "").strip('"') in _REG_TYPES
     if isinstance(e, exp.Dot):
         return isinstance(e.this, (exp.Column, exp.Identifier)) and e.this.name.lower() == "pg_catalog" \
             and isinstance(e.expression, exp.Func)
@@ -162,6 +168,13 @@ def translate_pg_catalog(ast: exp.Expr, user_tables: Container[str]) -> exp.Expr
         return e
 
     tree = ast.copy()
+    if isinstance(tree, exp.Select):  # 'name'::regclass shown as a result: its name, as PostgreSQL prints it
+        for e in tree.expressions:
+            inner = e.this if isinstance(e, exp.Alias) else e
+            to = inner.to.sql("postgres").lower().replace("pg_catalog.", "") if isinstance(inner, exp.Cast) else ""
+            if to in ("regclass", "regtype") and isinstance(inner.this, exp.Literal) and inner.this.is_string:
+                look = exp.Anonymous(this=f"__pgf_to_{to}", expressions=[inner.this.copy()])
+                inner.replace(exp.Anonymous(this=f"__pgf_{to}_name", expressions=[look]))
     for node in reversed(list(tree.walk())):  # children before their parents, so every node is rewritten
         new = rewrite(node)
         if new is not node:
@@ -233,6 +246,9 @@ def _cast(c: exp.Cast) -> exp.Expr:
         return exp.Anonymous(this="__pgf_regnamespace_name", expressions=[c.this])
     if to in ("oid", "regproc", "xid"):
         return exp.Cast(this=c.this, to=exp.DataType.build("BIGINT"))
+    if to in ("name", "char", "text", "varchar") and isinstance(c.this, exp.Anonymous) \
+            and c.this.name.lower() in ("__pgf_to_regclass", "__pgf_to_regtype"):  # 'x'::regclass::text: the name
+        return exp.Anonymous(this=c.this.name.lower().replace("_to_", "_") + "_name", expressions=[c.this])
     if to in ("name", "char", "text"):
         return exp.Cast(this=c.this, to=exp.DataType.build("VARCHAR"))
     if to.endswith("[]") and to[:-2] in ("int2", "int4", "int8", "oid", "smallint", "int", "bigint"):

@@ -212,3 +212,18 @@ def test_information_schema_tables_columns_and_keys(conn, catalog_table):
         "AND k.table_name = tc.table_name WHERE tc.table_name = %s", (catalog_table,)).fetchall()
     assert keys == [("PRIMARY KEY", "id")]
     assert "public" in [r[0] for r in conn.execute("SELECT schema_name FROM information_schema.schemata")]
+
+
+@pytest.mark.pg_compatible
+def test_session_and_catalog_functions_tools_call(conn, catalog_table):
+    assert conn.execute("SELECT current_database(), current_user, session_user, current_schema()").fetchone() == (
+        "sqlvec", "postgres", "postgres", "public")
+    assert conn.execute("SELECT current_schemas(false)").fetchone() == (["public"],)
+    assert int(conn.execute("SELECT current_setting('server_version_num')").fetchone()[0]) >= 160000
+    assert conn.execute("SELECT pg_catalog.version()").fetchone()[0].startswith("PostgreSQL 16")
+    (oid,) = conn.execute("SELECT oid FROM pg_class WHERE relname = %s", (catalog_table,)).fetchone()
+    assert conn.execute(f"SELECT '{catalog_table}'::regclass::oid, '{catalog_table}'::regclass::text").fetchone() \
+        == (oid, catalog_table)
+    assert conn.execute(f"SELECT has_table_privilege('{catalog_table}', 'SELECT'), quote_ident('Items'), "
+                        "quote_ident('items'), pg_get_userbyid(10)").fetchone() == (True, '"Items"', "items", "postgres")
+    assert conn.execute("SELECT extname FROM pg_extension WHERE extname = 'vector'").fetchone() == ("vector",)
