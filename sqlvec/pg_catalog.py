@@ -93,6 +93,11 @@ _MACROS = {
     "has_table_privilege": ["(a, b) AS true", "(a, b, c) AS true"],
     "has_schema_privilege": ["(a, b) AS true", "(a, b, c) AS true"],
     "has_database_privilege": ["(a, b) AS true", "(a, b, c) AS true"],
+    # set_config() of the planner settings PostgreSQL has and sqlvec does not (asyncpg turns jit off before
+    # its type introspection): nothing to change. Any other setting is changed with SET, not here.
+    "set_config": ["(n, v, l) AS CASE WHEN lower(n) IN ('jit', 'jit_above_cost', 'jit_inline_above_cost', "
+                   "'jit_optimize_above_cost') THEN v ELSE error('set_config(' || n || ') is not supported: "
+                   "use SET') END"],
     "pg_function_is_visible": ["(o) AS true"],
     "pg_get_function_result": ["(o) AS (SELECT __pgf_format_type(prorettype, NULL) FROM __pgc_pg_proc WHERE oid = o)"],
     "pg_get_function_arguments": ["(o) AS (SELECT string_agg(f.formatted, ', ' ORDER BY a.i) FROM (SELECT "

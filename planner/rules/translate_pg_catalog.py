@@ -56,7 +56,7 @@ FUNCTIONS = frozenset({
     "pg_get_indexdef", "pg_get_constraintdef", "pg_encoding_to_char", "pg_relation_is_publishable",
     "pg_get_statisticsobjdef_columns", "obj_description", "col_description", "to_regtype", "to_regclass",
     "has_table_privilege", "has_schema_privilege", "has_database_privilege", "pg_get_serial_sequence",
-    "quote_ident", "pg_function_is_visible", "pg_get_function_result", "pg_get_function_arguments",
+    "quote_ident", "set_config", "pg_function_is_visible", "pg_get_function_result", "pg_get_function_arguments",
 })
 # Functions whose text result names a relation: ``f(...)::regclass`` looks the name up (to its OID).
 _NAMING = frozenset({"pg_get_serial_sequence", "quote_ident", "concat", "format", "lower", "upper"})
