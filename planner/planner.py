@@ -434,7 +434,7 @@ def _check_conflict_target(statement: Statement, conflict: exp.Expr, schema: Tab
     keys = conflict.args.get("conflict_keys") or []
     if constraint is not None:
         name = identifier_name(constraint)
-        if not schema.primary_key or name != f"{schema.name}_pkey":
+        if not schema.primary_key or name != schema.key_name:
             raise SqlError("42704", f'constraint "{name}" for table "{schema.name}" does not exist')
     elif keys:
         names = [identifier_name((k.this if isinstance(k, exp.Ordered) else k).this) for k in keys]
@@ -665,7 +665,12 @@ def _plan_create(statement: Statement, catalog: Catalog, known: dict[int, int]) 
     name = table_name(schema_node.this, statement)
     columns: list[ColumnSchema] = []
     primary_key: list[str] = []
+    key_name = ""
     for item in schema_node.expressions:
+        if isinstance(item, exp.Constraint) and len(item.expressions) == 1 \
+                and isinstance(item.expressions[0], exp.PrimaryKey):  # CONSTRAINT name PRIMARY KEY (...)
+            key_name = identifier_name(item.this)
+            item = item.expressions[0]
         if isinstance(item, exp.ColumnDef):
             col, is_pk = _column_def(item, statement)
             if any(c.name == col.name for c in columns):
@@ -687,7 +692,8 @@ def _plan_create(statement: Statement, catalog: Catalog, known: dict[int, int]) 
             raise SqlError("42703", f'column "{k}" named in key does not exist')
     columns = [ColumnSchema(c.name, c.type, c.not_null or c.name in primary_key, c.default, c.identity)
                for c in columns]
-    return CreateTable(TableSchema(name, tuple(columns), tuple(primary_key)), bool(ast.args.get("exists")))
+    return CreateTable(TableSchema(name, tuple(columns), tuple(primary_key), primary_key_name=key_name),
+                       bool(ast.args.get("exists")))
 
 
 _SERIAL = {exp.DType.SERIAL: "int4", exp.DType.BIGSERIAL: "int8", exp.DType.SMALLSERIAL: "int2"}

@@ -65,7 +65,7 @@ def to_pg_error(e: Exception) -> PgError:
     if isinstance(e, (RowNotLiveError, modify.RowsChanged)):
         return modify.serialization_failure()
     if isinstance(e, DuplicateKeyError):
-        return PgError("23505", f'duplicate key value violates unique constraint "{e.table}_pkey"',
+        return PgError("23505", f'duplicate key value violates unique constraint "{e.constraint}"',
                        detail=f"Key {e.key_repr} already exists.")
     if isinstance(e, NoSuchTableError):
         return PgError("42P01", str(e))

@@ -239,13 +239,13 @@ def check_keys_in_transaction(ctx: StatementContext, schema: TableSchema, data: 
     if pc.any(dup_in_batch).as_py():
         value = pc.filter(pc.value_counts(keys).field("values"), dup_in_batch)[0]
         i = int(pc.index(keys, value).as_py())
-        raise PgError("23505", f'duplicate key value violates unique constraint "{schema.name}_pkey"',
+        raise PgError("23505", f'duplicate key value violates unique constraint "{schema.key_name}"',
                       detail=f"Key {_key_repr(schema, data, i)} already exists.")
     pending = pending_key_index(txn, schema)
     batch_keys = keys.to_pylist()
     if pending and not pending.keys().isdisjoint(batch_keys):
         i = next(j for j, k in enumerate(batch_keys) if k in pending)
-        raise PgError("23505", f'duplicate key value violates unique constraint "{schema.name}_pkey"',
+        raise PgError("23505", f'duplicate key value violates unique constraint "{schema.key_name}"',
                       detail=f"Key {_key_repr(schema, data, i)} already exists.")
     if not txn.created_here(schema.name):
         existing = np.asarray(ctx.engine.store.lookup_row_ids(schema.name, data.select(list(schema.primary_key))))
@@ -254,7 +254,7 @@ def check_keys_in_transaction(ctx: StatementContext, schema: TableSchema, data: 
             live &= ~txn.is_deleted(schema.name, existing)
         if live.any():
             i = int(np.flatnonzero(live)[0])
-            raise PgError("23505", f'duplicate key value violates unique constraint "{schema.name}_pkey"',
+            raise PgError("23505", f'duplicate key value violates unique constraint "{schema.key_name}"',
                           detail=f"Key {_key_repr(schema, data, i)} already exists.")
     return batch_keys
 

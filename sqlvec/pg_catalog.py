@@ -173,7 +173,7 @@ def _index_relations(t: TableSchema) -> list[tuple[int, str, str, list[int], str
     attnum = {c.name: i + 1 for i, c in enumerate(t.columns)}
     out = []
     if t.primary_key:
-        name = f"{t.name}_pkey"
+        name = t.key_name
         cols = ", ".join(_ident(c) for c in t.primary_key)
         out.append((t.oid + _PKEY_INDEX_OFFSET, name, "btree", [attnum[c] for c in t.primary_key],
                     f"CREATE UNIQUE INDEX {_ident(name)} ON public.{_ident(t.name)} USING btree ({cols})", True))
@@ -317,7 +317,7 @@ def _constraints(src: CatalogSource) -> list[dict[str, Any]]:
     for t in src.tables:
         if t.primary_key:
             attnum = {c.name: i + 1 for i, c in enumerate(t.columns)}
-            rows.append({"oid": t.oid + _PKEY_CONSTRAINT_OFFSET, "conname": f"{t.name}_pkey",
+            rows.append({"oid": t.oid + _PKEY_CONSTRAINT_OFFSET, "conname": t.key_name,
                          "connamespace": PUBLIC_OID, "contype": "p", "condeferrable": False, "condeferred": False,
                          "convalidated": True, "conrelid": t.oid, "contypid": 0,
                          "conindid": t.oid + _PKEY_INDEX_OFFSET, "conparentid": 0, "confrelid": 0,
@@ -468,14 +468,14 @@ def _is_columns(src: CatalogSource) -> list[dict[str, Any]]:
 
 
 def _is_constraints(src: CatalogSource) -> list[dict[str, Any]]:
-    return [{"constraint_catalog": src.database, "constraint_schema": "public", "constraint_name": f"{t.name}_pkey",
+    return [{"constraint_catalog": src.database, "constraint_schema": "public", "constraint_name": t.key_name,
              "table_catalog": src.database, "table_schema": "public", "table_name": t.name,
              "constraint_type": "PRIMARY KEY", "is_deferrable": "NO", "initially_deferred": "NO", "enforced": "YES"}
             for t in src.tables if t.primary_key]
 
 
 def _is_key_columns(src: CatalogSource) -> list[dict[str, Any]]:
-    return [{"constraint_catalog": src.database, "constraint_schema": "public", "constraint_name": f"{t.name}_pkey",
+    return [{"constraint_catalog": src.database, "constraint_schema": "public", "constraint_name": t.key_name,
              "table_catalog": src.database, "table_schema": "public", "table_name": t.name, "column_name": c,
              "ordinal_position": n + 1} for t in src.tables for n, c in enumerate(t.primary_key)]
 

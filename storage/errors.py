@@ -14,10 +14,10 @@ class DuplicateKeyError(StorageError):
     ``key_repr`` is the key as PostgreSQL prints it in the DETAIL line, e.g. ``(id)=(5)``.
     """
 
-    def __init__(self, table: str, key_repr: str):
+    def __init__(self, table: str, key_repr: str, constraint: str = ""):
         self.table = table
         self.key_repr = key_repr
-        self.constraint = f"{table}_pkey"
+        self.constraint = constraint or f"{table}_pkey"
         self.detail = f"Key {key_repr} already exists."
         super().__init__(f'duplicate key value violates unique constraint "{self.constraint}"')
 

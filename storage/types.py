@@ -262,6 +262,12 @@ class TableSchema:
     primary_key: tuple[str, ...] = ()
     oid: int = 0
     indexes: tuple[IndexSchema, ...] = ()
+    primary_key_name: str = ""  # CONSTRAINT name PRIMARY KEY; empty: PostgreSQL's default, <table>_pkey
+
+    @property
+    def key_name(self) -> str:
+        """The primary key's constraint (and index) name."""
+        return self.primary_key_name or f"{self.name}_pkey"
 
     def index(self, name: str) -> IndexSchema | None:
         for i in self.indexes:
@@ -284,10 +290,12 @@ class TableSchema:
              "primary_key": list(self.primary_key), "oid": self.oid}
         if self.indexes:  # absent, not empty, so a table without indexes is stored as before they existed
             d["indexes"] = [i.to_json() for i in self.indexes]
+        if self.primary_key_name:
+            d["primary_key_name"] = self.primary_key_name
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> TableSchema:
         return cls(d["name"], tuple(ColumnSchema.from_json(c) for c in d["columns"]),
                    tuple(d.get("primary_key", ())), d.get("oid", 0),
-                   tuple(IndexSchema.from_json(i) for i in d.get("indexes", ())))
+                   tuple(IndexSchema.from_json(i) for i in d.get("indexes", ())), d.get("primary_key_name", ""))

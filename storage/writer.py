@@ -243,7 +243,7 @@ class WriterState:
             in_batch = first_duplicate(keys)
             candidates = [i for i in (in_batch, int(hits[0]) if len(hits) else None) if i is not None]
             if candidates:
-                raise DuplicateKeyError(state.name, pk.codec.describe(data, min(candidates)))
+                raise DuplicateKeyError(state.name, pk.codec.describe(data, min(candidates)), state.schema.key_name)
         # a staged file is logged in place of the rows only when it holds exactly these rows
         staged = op.staged if (op.staged is not None and data is op.data and op.staged.rows == data.num_rows
                                and op.staged.schema.equals(data.schema)) else None

@@ -130,6 +130,10 @@ def output_types(ast: exp.Expr, user_tables: Container[str]) -> dict[int, int]:
     types = {}
     for i, e in enumerate(ast.expressions):
         inner = e.this if isinstance(e, exp.Alias) else e
+        built = [f.name.lower() for f in inner.find_all(exp.Anonymous) if f.name.lower().endswith("json_build_object")]
+        if built and not isinstance(inner, exp.Column):  # SQLAlchemy's identity options: decoded as json by drivers
+            types[i] = 3802 if built[0].startswith("jsonb") else 114
+            continue
         if not isinstance(inner, exp.Column) or isinstance(inner.this, exp.Star):
             continue
         relations = [scope[inner.table.lower()]] if inner.table.lower() in scope else (

@@ -227,3 +227,75 @@ def test_session_and_catalog_functions_tools_call(conn, catalog_table):
     assert conn.execute(f"SELECT has_table_privilege('{catalog_table}', 'SELECT'), quote_ident('Items'), "
                         "quote_ident('items'), pg_get_userbyid(10)").fetchone() == (True, '"Items"', "items", "postgres")
     assert conn.execute("SELECT extname FROM pg_extension WHERE extname = 'vector'").fetchone() == ("vector",)
+
+
+def test_set_config_is_accepted_for_jit_only_and_refused_for_settings_sqlvec_has(conn):
+    assert conn.execute("SELECT set_config('jit', 'off', false)").fetchone() == ("off",)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="use SET"):
+        conn.execute("SELECT set_config('hnsw.ef_search', '10', false)")
+    assert conn.execute("SHOW hnsw.ef_search").fetchone() == ("40",)
+
+
+@pytest.mark.pg_compatible
+def test_alembic_autogenerate_upgrade_downgrade_and_no_second_diff(server, conn, table_name, tmp_path):
+    import importlib
+    import sys
+
+    from alembic import command
+    from alembic.config import Config
+
+    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    (tmp_path / "models_for_alembic.py").write_text(f"""
+import sqlalchemy as sa
+from pgvector.sqlalchemy import Vector
+
+metadata = sa.MetaData()
+items = sa.Table("{table_name}", metadata, sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("embedding", Vector(3)), sa.Column("name", sa.String(20)),
+                 sa.Index("{table_name}_hnsw", "embedding", postgresql_using="hnsw", postgresql_with={{"m": 16}},
+                          postgresql_ops={{"embedding": "vector_cosine_ops"}}))
+""")
+    cfg = Config(str(tmp_path / "alembic.ini"))
+    cfg.set_main_option("script_location", str(tmp_path / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", server.url.replace("postgresql://", "postgresql+psycopg://"))
+    command.init(cfg, str(tmp_path / "migrations"))
+    env = tmp_path / "migrations" / "env.py"
+    env.write_text(env.read_text().replace("target_metadata = None", (
+        "from models_for_alembic import metadata as target_metadata\n"
+        "def include_name(name, type_, parent_names):\n"
+        "    return type_ != 'table' or name in target_metadata.tables\n")).replace(
+        "target_metadata=target_metadata,", "target_metadata=target_metadata, include_name=include_name,").replace(
+        "fileConfig(config.config_file_name)", "pass  # the test run's logging stays as it is"))
+    mako = tmp_path / "migrations" / "script.py.mako"  # pgvector's documented step: migrations import its types
+    mako.write_text(mako.read_text().replace("import sqlalchemy as sa", "import sqlalchemy as sa\nimport pgvector"))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        importlib.invalidate_caches()
+        first = command.revision(cfg, message="init", autogenerate=True)
+        text = open(first.path).read()
+        assert f"op.create_table('{table_name}'" in text and "VECTOR(dim=3)" in text
+        assert "postgresql_using='hnsw'" in text and "vector_cosine_ops" in text
+        command.upgrade(cfg, "head")
+        assert conn.execute("SELECT count(*) FROM pg_class WHERE relname = %s", (table_name,)).fetchone() == (1,)
+        second = command.revision(cfg, message="again", autogenerate=True)
+        body = open(second.path).read().split("def upgrade()")[1].split("def downgrade()")[0]
+        assert "op." not in body, body  # nothing differs from what the first migration made
+        command.downgrade(cfg, "base")
+        assert conn.execute("SELECT count(*) FROM pg_class WHERE relname = %s", (table_name,)).fetchone() == (0,)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("models_for_alembic", None)
+        conn.execute("DROP TABLE IF EXISTS alembic_version")
+        conn.execute(f"DROP TABLE IF EXISTS {table_name}")
+
+
+@pytest.mark.pg_compatible
+def test_a_named_primary_key_constraint(server, conn, table_name):
+    conn.execute(f"CREATE TABLE {table_name} (v varchar(32) NOT NULL, CONSTRAINT {table_name}_pkc PRIMARY KEY (v))")
+    try:
+        assert f'"{table_name}_pkc" PRIMARY KEY, btree (v)' in psql(server, rf"\d {table_name}")
+        conn.execute(f"INSERT INTO {table_name} VALUES ('a')")
+        with pytest.raises(psycopg.errors.UniqueViolation, match=f"{table_name}_pkc"):
+            conn.execute(f"INSERT INTO {table_name} VALUES ('a')")
+    finally:
+        conn.execute(f"DROP TABLE {table_name}")
