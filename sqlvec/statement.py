@@ -25,6 +25,7 @@ from sqlglot import exp
 from planner import params as P
 from planner.dialect import SqlVecDuckDB
 from planner.plan import Query
+from sqlvec import pg_catalog
 from sqlvec.transaction import ROWID, Part, Transaction, snapshot_parts
 from storage import Snapshot
 from storage.types import TableSchema
@@ -115,8 +116,6 @@ class StatementContext:
         for name, t in (views or {}).items():
             self.con.register(name, t)
         if q.catalog_relations:
-            from sqlvec import pg_catalog
-
             user, database = (self.session.user, self.session.database) if self.session is not None \
                 else ("postgres", "sqlvec")
             pg_catalog.register(self.con, pg_catalog.CatalogSource(self.catalog, self.settings, user, database),
@@ -187,8 +186,9 @@ def _rewrite_for_duckdb(e: exp.Expr) -> exp.Expr:
     if isinstance(e, exp.CurrentVersion) or (isinstance(e, exp.Anonymous) and e.name.lower() == "version"
                                              and not e.expressions):
         return exp.Literal.string(VERSION_STRING)
-    if isinstance(e, (exp.CurrentUser, exp.SessionUser)) or (isinstance(e, exp.Column) and not e.table
-                                                              and e.name.lower() in ("current_role", "user")):
+    if isinstance(e, (exp.CurrentUser, exp.SessionUser)) or (  # an unquoted USER is current_user, as in PostgreSQL
+            isinstance(e, exp.Column) and not e.table and isinstance(e.this, exp.Identifier) and not e.this.quoted
+            and e.name.lower() in ("current_role", "user")):
         return exp.Anonymous(this="sqlvec_setting", expressions=[exp.Literal.string("session_authorization")])
     if isinstance(e, exp.CurrentDatabase) or (isinstance(e, exp.Anonymous) and e.name.lower() == "current_catalog"):
         return exp.Anonymous(this="sqlvec_current_database", expressions=[])

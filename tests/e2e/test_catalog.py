@@ -299,3 +299,13 @@ def test_a_named_primary_key_constraint(server, conn, table_name):
             conn.execute(f"INSERT INTO {table_name} VALUES ('a')")
     finally:
         conn.execute(f"DROP TABLE {table_name}")
+
+
+@pytest.mark.pg_compatible
+def test_a_quoted_user_column_is_the_column_and_user_is_current_user(conn, table_name):
+    conn.execute(f'CREATE TABLE {table_name} ("user" text)')
+    try:
+        conn.execute(f"INSERT INTO {table_name} VALUES ('alice')")
+        assert conn.execute(f'SELECT "user", user FROM {table_name}').fetchone() == ("alice", "postgres")
+    finally:
+        conn.execute(f"DROP TABLE {table_name}")
