@@ -153,16 +153,20 @@ CATALOG_COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("constraint_catalog", "text"), ("constraint_schema", "text"), ("constraint_name", "text"),
         ("table_catalog", "text"), ("table_schema", "text"), ("table_name", "text"), ("column_name", "text"),
         ("ordinal_position", "int4"), ("position_in_unique_constraint", "int4")],
+    "pg_catalog.pg_range": [
+        ("rngtypid", "oid"), ("rngsubtype", "oid"), ("rngmultitypid", "oid"), ("rngcollation", "oid"),
+        ("rngsubopc", "oid"), ("rngcanonical", "oid"), ("rngsubdiff", "oid")],
+    "pg_catalog.pg_enum": [("oid", "oid"), ("enumtypid", "oid"), ("enumsortorder", "float4"), ("enumlabel", "name")],
     "pg_catalog.pg_tables": [
         ("schemaname", "name"), ("tablename", "name"), ("tableowner", "name"), ("tablespace", "name"),
         ("hasindexes", "bool"), ("hasrules", "bool"), ("hastriggers", "bool"), ("rowsecurity", "bool")],
 }
 
-_I, _T = pa.int64(), pa.string()
+_I, _T, _OID = pa.int64(), pa.string(), pa.uint32()
 ARROW: dict[str, pa.DataType] = {
-    "oid": _I, "int2": _I, "int4": _I, "int8": _I, "float4": pa.float64(), "bool": pa.bool_(), "name": _T,
-    "char": _T, "text": _T, "int2vector": pa.list_(_I), "oidvector": pa.list_(_I),
-    "oid[]": pa.list_(_I), "int2[]": pa.list_(_I), "text[]": pa.list_(_T),
+    "oid": _OID, "int2": _I, "int4": _I, "int8": _I, "float4": pa.float64(), "bool": pa.bool_(), "name": _T,
+    "char": _T, "text": _T, "int2vector": pa.list_(_I), "oidvector": pa.list_(_OID),
+    "oid[]": pa.list_(_OID), "int2[]": pa.list_(_I), "text[]": pa.list_(_T),
     "char[]": pa.list_(_T),
 }
 OIDS: dict[str, int] = {

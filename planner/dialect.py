@@ -128,6 +128,9 @@ class SqlVec(Postgres):
             "<#>": _INNER_PRODUCT_TOKEN,
             "<+>": _L1_TOKEN,
             "WITHIN": _WITHIN_TOKEN,
+            # PostgreSQL's oid type, an unsigned 32-bit integer (sqlglot does not know it, and reads `$1::oid[]`
+            # as a subscript): DuckDB's UINTEGER, as sqlvec's catalog keeps OIDs. A column named oid stays one.
+            "OID": TokenType.UINT,
         }
 
     Parser = SqlVecParser

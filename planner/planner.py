@@ -323,6 +323,15 @@ def _plan_select(statement: Statement, catalog: Catalog, known: dict[int, int]) 
               names, catalog_relations=relations)
     count = max((P.parameter_number(p) for p in P.parameters(statement.ast)), default=0)
     q.param_oids = [known.get(i, P.TEXT_OID) for i in range(1, count + 1)]
+    for p in P.parameters(statement.ast):  # $1::oid, $1::oid[] (asyncpg's introspection): typed as cast
+        cast = p.parent if isinstance(p.parent, exp.Cast) else None
+        n = P.parameter_number(p)
+        if cast is not None and n not in known:
+            to = cast.to
+            if to.this == exp.DType.UINT:
+                q.param_oids[n - 1] = 26
+            elif to.this == exp.DType.ARRAY and to.expressions and to.expressions[0].this == exp.DType.UINT:
+                q.param_oids[n - 1] = 1028
     return q
 
 

@@ -193,6 +193,7 @@ _SYSTEM_RELATIONS = {"pg_type": 1247, "pg_attribute": 1249, "pg_class": 1259, "p
                      "pg_extension": 3079, "pg_collation": 3456, "pg_policy": 3256, "pg_statistic_ext": 3381,
                      "pg_publication": 6104, "pg_publication_namespace": 6237, "pg_publication_rel": 6106,
                      "pg_tablespace": 1213, "pg_sequence": 2224, "pg_auth_members": 1261, "pg_proc": 1255,
+                     "pg_range": 3541, "pg_enum": 3501,
                      "pg_roles": 12_001, "pg_settings": 12_002,
                      "pg_tables": 12_003}
 _SYSTEM_VIEWS = {"pg_roles", "pg_settings", "pg_tables"}
@@ -420,6 +421,8 @@ _BUILDERS: dict[str, Callable[[CatalogSource], list[dict[str, Any]]]] = {
     "pg_catalog.pg_settings": _settings,
     "pg_catalog.pg_sequence": _sequences,
     "pg_catalog.pg_auth_members": _none,
+    "pg_catalog.pg_range": _none,
+    "pg_catalog.pg_enum": _none,
     "pg_catalog.pg_proc": lambda src: _PROC_ROWS,
     "pg_catalog.pg_tables": lambda src: [{"schemaname": "public", "tablename": t.name, "tableowner": "postgres",
                                           "hasindexes": bool(_index_relations(t)), "hasrules": False,

@@ -17,6 +17,8 @@ def oid_of_arrow(t: pa.DataType) -> int:
         return _OID["int2"]
     if pa.types.is_int32(t) or pa.types.is_uint16(t):
         return _OID["int4"]
+    if pa.types.is_uint32(t):  # how sqlvec's catalog and DuckDB's UINTEGER keep PostgreSQL's oid
+        return 26
     if pa.types.is_integer(t):
         return _OID["int8"]
     if pa.types.is_float32(t) or pa.types.is_float16(t):
@@ -38,6 +40,8 @@ def oid_of_arrow(t: pa.DataType) -> int:
         if pa.types.is_float32(v):
             return VECTOR_OID  # DuckDB's FLOAT[]: vector expressions (l2_normalize, ...)
         element = oid_of_arrow(v)
+        if element == 26:
+            return 1028  # oid[]
         array = next((t.array_oid for t in PG_TYPES.values() if t.oid == element and t.array_oid), None)
         return array if array is not None and not pa.types.is_list(v) else _OID["_text"]
     return _OID["text"]

@@ -33,14 +33,15 @@ CATALOG_RELATIONS = (
     "pg_catalog.pg_constraint", "pg_catalog.pg_collation", "pg_catalog.pg_policy", "pg_catalog.pg_statistic_ext",
     "pg_catalog.pg_publication", "pg_catalog.pg_publication_namespace", "pg_catalog.pg_publication_rel",
     "pg_catalog.pg_inherits", "pg_catalog.pg_tablespace", "pg_catalog.pg_settings", "pg_catalog.pg_tables",
-    "pg_catalog.pg_sequence", "pg_catalog.pg_auth_members", "pg_catalog.pg_proc",
+    "pg_catalog.pg_sequence", "pg_catalog.pg_auth_members", "pg_catalog.pg_proc", "pg_catalog.pg_range",
+    "pg_catalog.pg_enum",
     "information_schema.schemata", "information_schema.tables", "information_schema.columns",
     "information_schema.views", "information_schema.table_constraints", "information_schema.key_column_usage",
 )
 _BY_NAME = {r.split(".", 1)[1]: r for r in CATALOG_RELATIONS if r.startswith("pg_catalog.")}
 # PostgreSQL 16 relations sqlvec does not have yet: reading one is feature_not_supported, not "does not exist".
 NOT_YET = frozenset(f"pg_catalog.{n}" for n in (
-    "pg_trigger", "pg_rewrite", "pg_depend", "pg_shdepend", "pg_range", "pg_enum",
+    "pg_trigger", "pg_rewrite", "pg_depend", "pg_shdepend",
     "pg_views", "pg_matviews", "pg_indexes", "pg_sequences", "pg_stat_user_tables", "pg_stat_all_tables",
     "pg_stat_activity", "pg_statio_user_tables", "pg_user", "pg_authid", "pg_shadow",
     "pg_operator", "pg_opfamily", "pg_amop", "pg_amproc", "pg_aggregate", "pg_cast", "pg_conversion",

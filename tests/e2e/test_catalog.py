@@ -309,3 +309,18 @@ def test_a_quoted_user_column_is_the_column_and_user_is_current_user(conn, table
         assert conn.execute(f'SELECT "user", user FROM {table_name}').fetchone() == ("alice", "postgres")
     finally:
         conn.execute(f"DROP TABLE {table_name}")
+
+
+@pytest.mark.pg_compatible
+def test_asyncpg_introspects_array_types_through_the_catalog(server):
+    import asyncpg
+
+    async def run() -> list:
+        con = await asyncpg.connect(server.url)
+        try:
+            return list(await con.fetchrow("SELECT '{1,2}'::int[] AS a, '{1.5,2}'::float8[] AS b, '{t,f}'::bool[] AS c, "
+                                           "'{x,y}'::varchar[] AS d"))
+        finally:
+            await con.close()
+
+    assert asyncio.run(run()) == [[1, 2], [1.5, 2.0], [True, False], ["x", "y"]]
