@@ -29,7 +29,7 @@ from planner.catalog_schema import ARROW, CATALOG_COLUMNS, OIDS
 from planner.index_options import DEFAULT_OPCLASS, METHODS, OPCLASSES
 from planner.rules.translate_pg_catalog import CATALOG_RELATIONS, relation_view
 from sqlvec.settings import SETTINGS
-from storage.types import PG_TYPES, VECTOR_OID, PgType, TableSchema
+from storage.types import PG_TYPES, VECTOR_ARRAY_OID, VECTOR_OID, PgType, TableSchema
 
 PG_CATALOG_OID = 11
 PUBLIC_OID = 2200
@@ -278,6 +278,7 @@ _CATALOG_ONLY_TYPES = [PgType(*t) for t in (
     ("bit", 1560, 1561, -1, "bit"), ("varbit", 1562, 1563, -1, "bit varying"), ("regclass", 2205, 2210, 4, "regclass"),
     ("regtype", 2206, 2211, 4, "regtype"))]
 _CATALOG_ONLY_TYPES += [PgType(f"_{t.name}", t.array_oid, 0, -1, t.sql_name + "[]") for t in _CATALOG_ONLY_TYPES]
+_CATALOG_ONLY_TYPES.append(PgType("_vector", VECTOR_ARRAY_OID, 0, -1, "vector[]"))  # pgvector's array type
 _ALL_TYPES = {t.name: t for t in [*PG_TYPES.values(), *_CATALOG_ONLY_TYPES]}
 
 

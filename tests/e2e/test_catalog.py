@@ -324,3 +324,31 @@ def test_asyncpg_introspects_array_types_through_the_catalog(server):
             await con.close()
 
     assert asyncio.run(run()) == [[1, 2], [1.5, 2.0], [True, False], ["x", "y"]]
+
+
+@pytest.mark.pg_compatible
+def test_psycopg2_and_pg8000_with_pgvector_register_vector(server, catalog_table):
+    import pg8000.native
+    import psycopg2
+    from pgvector.pg8000 import register_vector as register_pg8000
+    from pgvector.psycopg2 import register_vector as register_psycopg2
+
+    c2 = psycopg2.connect(server.dsn)
+    try:
+        c2.autocommit = True
+        register_psycopg2(c2)  # looks vector and _vector up in pg_type
+        cur = c2.cursor()
+        cur.execute(f"INSERT INTO {catalog_table} (id, embedding, n) VALUES (%s, %s, 1)", (7, np.array([1, 2, 3])))
+        cur.execute(f"SELECT embedding FROM {catalog_table} WHERE id = 7")
+        assert cur.fetchone()[0].tolist() == [1, 2, 3]
+    finally:
+        c2.close()
+    c8 = pg8000.native.Connection("postgres", host=server.host, port=server.port, database="sqlvec",
+                                  password=server.password)
+    try:
+        register_pg8000(c8)
+        ((got, nearest),) = c8.run(f"SELECT embedding, id FROM {catalog_table} ORDER BY embedding <-> :v LIMIT 1",
+                                   v=np.array([1, 2, 3.5]))
+        assert got.tolist() == [1, 2, 3] and nearest == 7
+    finally:
+        c8.close()
