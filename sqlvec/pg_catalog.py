@@ -233,34 +233,33 @@ def _sequences(src: CatalogSource) -> list[dict[str, Any]]:
              "seqmin": 1, "seqcache": 1, "seqcycle": False} for t in src.tables for oid, _, typ in _sequences_of(t)]
 
 
+def _attribute(relid: int, name: str, attnum: int, typid: int, typlen: int, **extra: Any) -> dict[str, Any]:
+    """A pg_attribute row: a plain, local, undropped column unless ``extra`` says otherwise."""
+    return {"attrelid": relid, "attname": name, "atttypid": typid, "attlen": typlen, "attnum": attnum,
+            "attcacheoff": -1, "atttypmod": -1, "attndims": 0, "attbyval": False, "attalign": "i", "attstorage": "p",
+            "attcompression": "", "attnotnull": False, "atthasdef": False, "atthasmissing": False, "attidentity": "",
+            "attgenerated": "", "attisdropped": False, "attislocal": True, "attinhcount": 0, "attstattarget": -1,
+            "attcollation": 0, **extra}
+
+
 def _attributes(src: CatalogSource) -> list[dict[str, Any]]:
-    rows = [{"attrelid": oid, "attname": c, "atttypid": OIDS[t], "attlen": -1, "attnum": i + 1, "attcacheoff": -1,
-             "atttypmod": -1, "attndims": 0, "attbyval": False, "attalign": "i", "attstorage": "p",
-             "attcompression": "", "attnotnull": not t.endswith("[]") and t != "text", "atthasdef": False,
-             "atthasmissing": False, "attidentity": "", "attgenerated": "", "attisdropped": False, "attislocal": True,
-             "attinhcount": 0, "attstattarget": -1, "attcollation": 0}
+    rows = [_attribute(oid, c, i + 1, OIDS[t], -1, attnotnull=not t.endswith("[]") and t != "text")
             for name, oid in _SYSTEM_RELATIONS.items()
             for i, (c, t) in enumerate(CATALOG_COLUMNS[f"pg_catalog.{name}"])]
     for t in src.tables:
         for i, c in enumerate(t.columns):
-            rows.append({"attrelid": t.oid, "attname": c.name, "atttypid": c.type.oid, "attlen": c.type.pg.typlen,
-                         "attnum": i + 1, "attcacheoff": -1, "atttypmod": c.type.typmod,
-                         "attndims": 1 if c.type.is_array else 0, "attbyval": c.type.pg.typlen in (1, 2, 4, 8),
-                         "attalign": "d" if c.type.pg.typlen == 8 else "i", "attstorage": "x" if c.type.pg.typlen < 0
-                         else "p", "attcompression": "", "attnotnull": c.not_null,
-                         "atthasdef": c.default is not None, "atthasmissing": False,
-                         "attidentity": {"always": "a", "by default": "d"}.get(c.identity or "", ""),
-                         "attgenerated": "", "attisdropped": False, "attislocal": True, "attinhcount": 0,
-                         "attstattarget": -1, "attcollation": 100 if c.type.name in ("text", "varchar") else 0})
+            typlen = c.type.pg.typlen
+            rows.append(_attribute(
+                t.oid, c.name, i + 1, c.type.oid, typlen, atttypmod=c.type.typmod,
+                attndims=1 if c.type.is_array else 0, attbyval=typlen in (1, 2, 4, 8),
+                attalign="d" if typlen == 8 else "i", attstorage="x" if typlen < 0 else "p", attnotnull=c.not_null,
+                atthasdef=c.default is not None,
+                attidentity={"always": "a", "by default": "d"}.get(c.identity or "", ""),
+                attcollation=100 if c.type.name in ("text", "varchar") else 0))
         for oid, _, _, keys, _, _ in _index_relations(t):
             for n, key in enumerate(keys):
                 c = t.columns[key - 1]
-                rows.append({"attrelid": oid, "attname": c.name, "atttypid": c.type.oid, "attlen": c.type.pg.typlen,
-                             "attnum": n + 1, "attcacheoff": -1, "atttypmod": c.type.typmod, "attndims": 0,
-                             "attbyval": False, "attalign": "i", "attstorage": "p", "attcompression": "",
-                             "attnotnull": False, "atthasdef": False, "atthasmissing": False, "attidentity": "",
-                             "attgenerated": "", "attisdropped": False, "attislocal": True, "attinhcount": 0,
-                             "attstattarget": -1, "attcollation": 0})
+                rows.append(_attribute(oid, c.name, n + 1, c.type.oid, c.type.pg.typlen, atttypmod=c.type.typmod))
     return rows
 
 

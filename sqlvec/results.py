@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from storage.types import PG_TYPES, VECTOR_OID, ColumnType
+from wire.pgtypes import type_size
 from wire.session import ColumnDesc
 
 _OID = {name: t.oid for name, t in PG_TYPES.items()}
@@ -47,9 +48,6 @@ def oid_of_arrow(t: pa.DataType) -> int:
     return _OID["text"]
 
 
-_CATALOG_TYPLEN = {26: 4, 21: 2, 23: 4, 20: 8, 700: 4, 16: 1, 19: 64, 18: 1}
-
-
 def describe(schema: pa.Schema, names: dict[int, str] | None = None,
              column_types: dict[int, ColumnType] | None = None) -> list[ColumnDesc]:
     out = []
@@ -57,7 +55,7 @@ def describe(schema: pa.Schema, names: dict[int, str] | None = None,
         name = (names or {}).get(i, field.name)
         ct = (column_types or {}).get(i)
         if isinstance(ct, int):  # a catalog column's PostgreSQL type (planner/catalog_schema.py)
-            out.append(ColumnDesc(name, ct, -1, _CATALOG_TYPLEN.get(ct, -1)))
+            out.append(ColumnDesc(name, ct, -1, type_size(ct)))
         elif ct is not None:
             pg = PG_TYPES[ct.name]
             out.append(ColumnDesc(name, ct.oid, ct.typmod, pg.typlen))
